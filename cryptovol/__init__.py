@@ -1,0 +1,1 @@
+"""cryptovol core."""

@@ -1,0 +1,93 @@
+"""Settings read from the environment, with defaults that work on one laptop.
+
+Every process (ingestor, featurizer, scorer, Dagster, BentoML) reads the same variables, so
+pointing the whole platform at Redpanda or a remote MLflow is a matter of exporting them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_PRODUCTS = ("BTC-USD", "ETH-USD")
+COINBASE_WS_URL = "wss://advanced-trade-ws.coinbase.com"
+
+TOPIC_RAW = "ticks.raw"
+TOPIC_FEATURES = "ticks.features"
+TOPIC_PREDICTIONS = "predictions"
+TOPIC_DEADLETTER = "ticks.deadletter"
+ALL_TOPICS = (TOPIC_RAW, TOPIC_FEATURES, TOPIC_PREDICTIONS, TOPIC_DEADLETTER)
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def parse_products(text: str) -> tuple[str, ...]:
+    """`"BTC-USD, eth-usd"` -> `("BTC-USD", "ETH-USD")`; rejects an empty list."""
+    products = tuple(p.strip().upper() for p in text.split(",") if p.strip())
+    if not products:
+        raise ValueError(f"no products in {text!r}; expected e.g. 'BTC-USD,ETH-USD'")
+    return products
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the environment; build one with `Settings.from_env()`."""
+
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP
+    data_dir: Path = field(default_factory=lambda: Path("data"))
+    products: tuple[str, ...] = DEFAULT_PRODUCTS
+    topic_partitions: int = 3
+    mlflow_tracking_uri: str = ""
+    model_name: str = "cryptovol-spike"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(_env("CRYPTOVOL_DATA_DIR", "data")).expanduser().resolve()
+        tracking = _env("MLFLOW_TRACKING_URI", f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}")
+        return cls(
+            bootstrap_servers=_env("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
+            data_dir=data_dir,
+            products=parse_products(_env("CRYPTOVOL_PRODUCTS", ",".join(DEFAULT_PRODUCTS))),
+            topic_partitions=int(_env("CRYPTOVOL_TOPIC_PARTITIONS", "3")),
+            mlflow_tracking_uri=tracking,
+            model_name=_env("CRYPTOVOL_MODEL_NAME", "cryptovol-spike"),
+        )
+
+    # Lake layout: one place that knows where things live on disk.
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.data_dir / "features"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.data_dir / "predictions"
+
+    @property
+    def deadletter_dir(self) -> Path:
+        return self.data_dir / "deadletter"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files and logs of the processes the CLI starts."""
+        return self.data_dir / "run"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.data_dir / "mlflow" / "artifacts"

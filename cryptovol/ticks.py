@@ -1,0 +1,183 @@
+"""The tick record: one Coinbase Advanced Trade `ticker` update, typed and validated.
+
+Everything downstream (Kafka `ticks.raw`, the featurizers, the service) speaks `Tick`. Parsing is
+strict: a ticker that cannot become a valid `Tick` raises `TickError` with a reason that ends up in
+the dead-letter topic/file, never a half-filled record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Columns of the tabular form of ticks (`ticks_to_frame`), in order.
+TICK_COLUMNS = (
+    "product_id",
+    "event_time_ns",
+    "sequence",
+    "price",
+    "best_bid",
+    "best_ask",
+    "best_bid_qty",
+    "best_ask_qty",
+    "volume_24h",
+    "receive_time_ns",
+)
+
+
+class TickError(ValueError):
+    """A message that cannot become a valid tick; `reason` is a short machine-friendly code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One best-bid/ask + last-trade update for one product, at exchange event time (UTC ns)."""
+
+    product_id: str
+    event_time_ns: int
+    sequence: int
+    price: float
+    best_bid: float
+    best_ask: float
+    best_bid_qty: float
+    best_ask_qty: float
+    volume_24h: float
+    receive_time_ns: int
+
+    @property
+    def mid(self) -> float:
+        return 0.5 * (self.best_bid + self.best_ask)
+
+    @property
+    def content_key(self) -> tuple:
+        """Identity by content, for de-duplication across reconnects (sequence restarts)."""
+        return (
+            self.product_id,
+            self.event_time_ns,
+            self.price,
+            self.best_bid,
+            self.best_ask,
+            self.best_bid_qty,
+            self.best_ask_qty,
+        )
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Tick:
+        try:
+            obj = json.loads(data)
+            return cls(**{name: obj[name] for name in TICK_COLUMNS})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TickError("bad_tick_json", str(exc)) from exc
+
+
+def parse_timestamp_ns(text: str, *, assume_tz: str = "UTC") -> int:
+    """ISO-8601 (with `Z`, an offset, or none) -> UTC ns, keeping nanosecond precision.
+
+    `assume_tz` is the zone of a timestamp written without an offset (some recordings).
+    """
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError) as exc:
+        raise TickError("bad_timestamp", repr(text)) from exc
+    if ts is pd.NaT:
+        raise TickError("bad_timestamp", repr(text))
+    if ts.tzinfo is None:
+        ts = ts.tz_localize(assume_tz)
+    return int(ts.tz_convert("UTC").value)
+
+
+def format_timestamp_ns(ns: int) -> str:
+    """UTC ns -> `2025-12-06T01:12:47.761914123Z` (the exchange's own format)."""
+    seconds, frac = divmod(int(ns), 1_000_000_000)
+    base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{frac:09d}Z"
+
+
+def _number(ticker: dict[str, Any], field: str, *, positive: bool, required: bool = True) -> float:
+    raw = ticker.get(field)
+    if raw is None or raw == "":
+        if not required:
+            return math.nan
+        raise TickError("missing_field", field)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError) as exc:
+        raise TickError("non_numeric", f"{field}={raw!r}") from exc
+    if not math.isfinite(value):
+        raise TickError("non_numeric", f"{field}={raw!r}")
+    if positive and value <= 0:
+        raise TickError("non_positive", f"{field}={raw!r}")
+    if value < 0:
+        raise TickError("negative", f"{field}={raw!r}")
+    return value
+
+
+def tick_from_ticker(
+    ticker: dict[str, Any],
+    *,
+    event_time_ns: int,
+    sequence: int,
+    receive_time_ns: int,
+) -> Tick:
+    """Validate one ticker object (as inside `events[].tickers[]`) into a `Tick`."""
+    if not isinstance(ticker, dict):
+        raise TickError("bad_ticker", f"expected an object, got {type(ticker).__name__}")
+    product = ticker.get("product_id")
+    if not isinstance(product, str) or not product:
+        raise TickError("missing_field", "product_id")
+    bid = _number(ticker, "best_bid", positive=True)
+    ask = _number(ticker, "best_ask", positive=True)
+    if bid > ask:
+        raise TickError("crossed_book", f"best_bid={bid} > best_ask={ask}")
+    return Tick(
+        product_id=product,
+        event_time_ns=int(event_time_ns),
+        sequence=int(sequence),
+        price=_number(ticker, "price", positive=True),
+        best_bid=bid,
+        best_ask=ask,
+        best_bid_qty=_number(ticker, "best_bid_quantity", positive=False, required=False),
+        best_ask_qty=_number(ticker, "best_ask_quantity", positive=False, required=False),
+        volume_24h=_number(ticker, "volume_24_h", positive=False, required=False),
+        receive_time_ns=int(receive_time_ns),
+    )
+
+
+def ticks_to_frame(ticks: list[Tick]) -> pd.DataFrame:
+    """Ticks -> a DataFrame with `TICK_COLUMNS` and stable dtypes (empty input allowed)."""
+    if not ticks:
+        return empty_tick_frame()
+    frame = pd.DataFrame.from_records([asdict(t) for t in ticks], columns=list(TICK_COLUMNS))
+    return frame.astype(TICK_DTYPES)
+
+
+TICK_DTYPES: dict[str, Any] = {
+    "product_id": "string",
+    "event_time_ns": np.int64,
+    "sequence": np.int64,
+    "price": np.float64,
+    "best_bid": np.float64,
+    "best_ask": np.float64,
+    "best_bid_qty": np.float64,
+    "best_ask_qty": np.float64,
+    "volume_24h": np.float64,
+    "receive_time_ns": np.int64,
+}
+
+
+def empty_tick_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=TICK_DTYPES[c]) for c in TICK_COLUMNS})
