@@ -181,3 +181,45 @@ TICK_DTYPES: dict[str, Any] = {
 
 def empty_tick_frame() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=TICK_DTYPES[c]) for c in TICK_COLUMNS})
+
+
+# --- Landing-file lines -------------------------------------------------------------------------
+# One NDJSON line per ticker, in data/raw/<product>/<YYYY-MM-DD>.ndjson (UTC day of the event):
+#   {"ticker": {...the ticker object exactly as received...},
+#    "timestamp": "<envelope timestamp, as received>", "sequence_num": <envelope sequence_num>,
+#    "event_type": "snapshot" | "update", "received_at": "<receive time, ISO-8601 UTC, ns>"}
+# Keeping the verbatim ticker means a line can always be re-parsed with newer code.
+
+
+def landing_record(
+    ticker: dict[str, Any],
+    *,
+    envelope_timestamp: str,
+    sequence_num: int,
+    event_type: str,
+    receive_time_ns: int,
+) -> dict[str, Any]:
+    return {
+        "ticker": ticker,
+        "timestamp": envelope_timestamp,
+        "sequence_num": int(sequence_num),
+        "event_type": event_type,
+        "received_at": format_timestamp_ns(receive_time_ns),
+    }
+
+
+def tick_from_landing(obj: dict[str, Any]) -> Tick:
+    """A landing-file line (already JSON-decoded) -> `Tick`; raises `TickError`."""
+    try:
+        ticker = obj["ticker"]
+        timestamp = obj["timestamp"]
+        sequence = obj.get("sequence_num", -1)
+        received = obj.get("received_at") or timestamp
+    except (KeyError, TypeError) as exc:
+        raise TickError("bad_landing_line", str(exc)) from exc
+    return tick_from_ticker(
+        ticker,
+        event_time_ns=parse_timestamp_ns(timestamp),
+        sequence=sequence,
+        receive_time_ns=parse_timestamp_ns(received),
+    )
