@@ -112,7 +112,7 @@ class ManagedProcess:
                 )
         return self
 
-    def signal(self, signum: int) -> None:
+    def send_signal(self, signum: int) -> None:
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signum)
@@ -126,11 +126,11 @@ class ManagedProcess:
         if self.proc is None:
             return None
         if self.alive():
-            self.signal(sig)
+            self.send_signal(sig)
             try:
                 self.proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
+                self.send_signal(signal.SIGKILL)
                 self.proc.wait(timeout=10)
         # Stragglers left in the group (children of the child) go too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
