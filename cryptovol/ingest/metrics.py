@@ -1,0 +1,45 @@
+"""Prometheus exposition of `IngestStats` (read at scrape time: no second set of counters)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import fields
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from cryptovol.ingest.stats import IngestStats
+
+_GAUGES = {"spool_pending"}
+
+
+class IngestStatsCollector(Collector):
+    """`cryptovol_ingest_<counter>_total` for every counter, gauges for current levels."""
+
+    def __init__(self, stats: IngestStats, prefix: str = "cryptovol_ingest") -> None:
+        self.stats = stats
+        self.prefix = prefix
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        for f in fields(self.stats):
+            value = getattr(self.stats, f.name)
+            if f.name == "deadletter_reasons":
+                name = f"{self.prefix}_deadletter_by_reason"
+                family = CounterMetricFamily(name, "dead-lettered records by reason", labels=["reason"])
+                for reason, count in sorted(dict(value).items()):
+                    family.add_metric([reason], count)
+                yield family
+            elif f.name in _GAUGES:
+                yield GaugeMetricFamily(f"{self.prefix}_{f.name}", f.name.replace("_", " "), value=value)
+            else:
+                yield CounterMetricFamily(f"{self.prefix}_{f.name}", f.name.replace("_", " "), value=value)
+
+
+def start_metrics_server(stats: IngestStats, port: int, host: str = "127.0.0.1") -> WSGIServer:
+    """Serve `/metrics` on host:port in a daemon thread; returns the server (call `shutdown()`)."""
+    registry = CollectorRegistry()
+    registry.register(IngestStatsCollector(stats))
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server

@@ -1,0 +1,162 @@
+"""A durable, ordered spool for records the broker could not take (yet).
+
+One append-only NDJSON file (`spool.ndjson`) plus a cursor file (`spool.cursor`, the byte offset of
+the first record not yet acknowledged by the broker). Records are read back in exactly the order
+they were appended, so per-key (per-product) order holds when the spool is drained before newer
+records. The cursor only moves past a record once the broker has acknowledged it and every record
+before it; a crash in between means a re-send (at-least-once), never a loss. When everything is
+acknowledged the files are truncated, so an idle spool costs nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolRecord:
+    topic: str
+    key: str | None
+    value: bytes
+
+    def to_line(self) -> bytes:
+        obj = {"t": self.topic, "k": self.key, "v": self.value.decode("utf-8")}
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
+
+    @classmethod
+    def from_line(cls, line: bytes) -> SpoolRecord:
+        obj = json.loads(line)
+        return cls(obj["t"], obj["k"], obj["v"].encode("utf-8"))
+
+
+class SpoolBusyError(RuntimeError):
+    """Another process holds the spool (two ingestors on one data dir would interleave it)."""
+
+
+class Spool:
+    """Append, read back in order from the acknowledged position, acknowledge, truncate when done.
+
+    One process at a time: the spool file is locked (`flock`) for the lifetime of the object.
+    """
+
+    def __init__(self, spool_dir: Path, *, fsync: bool = True) -> None:
+        self.dir = Path(spool_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / "spool.ndjson"
+        self.cursor_path = self.dir / "spool.cursor"
+        self.fsync = fsync
+        self._fh = open(self.path, "ab+")  # noqa: SIM115 (owned by the spool)
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._fh.close()
+            raise SpoolBusyError(
+                f"spool {self.path} is in use by another process (another ingestor on the same data "
+                "dir?); give each ingestor its own CRYPTOVOL_DATA_DIR"
+            ) from exc
+        self._repair_tail()
+        self.acked_offset = self._read_cursor()
+        self.pending = self._count_lines_from(self.acked_offset)
+
+    # -- recovery -------------------------------------------------------------------------------
+
+    def _repair_tail(self) -> None:
+        """Drop a partial last line (a crash mid-append): its record was never acknowledged as spooled."""
+        size = self._end()
+        if size == 0:
+            return
+        self._fh.seek(size - 1)
+        if self._fh.read(1) == b"\n":
+            return
+        self._fh.seek(0)
+        data = self._fh.read()
+        keep = data.rfind(b"\n") + 1
+        self._fh.truncate(keep)
+        self._fh.flush()
+
+    def _read_cursor(self) -> int:
+        try:
+            offset = int(self.cursor_path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            offset = 0
+        return max(0, min(offset, self._end()))
+
+    def _count_lines_from(self, offset: int) -> int:
+        self._fh.seek(offset)
+        return sum(1 for _ in self._fh)
+
+    def _end(self) -> int:
+        self._fh.seek(0, os.SEEK_END)
+        return self._fh.tell()
+
+    # -- API --------------------------------------------------------------------------------------
+
+    @property
+    def end_offset(self) -> int:
+        return self._end()
+
+    def append(self, records: Iterable[SpoolRecord]) -> int:
+        """Append records durably (flushed, fsynced); returns how many."""
+        data = b"".join(r.to_line() for r in records)
+        if not data:
+            return 0
+        self._fh.seek(0, os.SEEK_END)
+        self._fh.write(data)
+        self._fh.flush()
+        if self.fsync:
+            os.fsync(self._fh.fileno())
+        count = data.count(b"\n")
+        self.pending += count
+        return count
+
+    def read(self, offset: int, max_records: int = 500) -> list[tuple[SpoolRecord, int]]:
+        """Up to `max_records` records from byte `offset`, each with the offset just after it."""
+        self._fh.seek(offset)
+        out = []
+        position = offset
+        for line in self._fh:
+            if not line.endswith(b"\n"):
+                break
+            position += len(line)
+            out.append((SpoolRecord.from_line(line), position))
+            if len(out) >= max_records:
+                break
+        return out
+
+    def ack(self, offset: int, count: int) -> bool:
+        """The records before byte `offset` are acknowledged (`count` of them since the last ack).
+
+        Returns True when that emptied the spool and it was truncated (offsets restart at 0).
+        """
+        if offset <= self.acked_offset:
+            return False
+        self.acked_offset = offset
+        self.pending = max(0, self.pending - count)
+        if self.pending == 0 and offset >= self._end():
+            self._truncate()
+            return True
+        self._write_cursor()
+        return False
+
+    def _write_cursor(self) -> None:
+        tmp = self.cursor_path.with_suffix(".tmp")
+        tmp.write_text(str(self.acked_offset))
+        os.replace(tmp, self.cursor_path)
+
+    def _truncate(self) -> None:
+        self._fh.truncate(0)
+        self._fh.flush()
+        self.acked_offset = 0
+        self.pending = 0
+        self._write_cursor()
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        self._write_cursor()
+        self._fh.close()  # releases the lock
