@@ -1,0 +1,737 @@
+"""The data lake on disk: where things live, fast readers, and DuckDB views over it.
+
+Layout under the data dir (see also `cryptovol.config.Settings`):
+
+    raw/<product>/<YYYY-MM-DD>.ndjson                         landing files (system of record)
+    features/product=<P>/date=<YYYY-MM-DD>/part-<name>.parquet  feature rows (hive layout)
+    predictions/**/*.parquet                                   scored rows, if any
+
+A feature partition may hold `part-batch.parquet` (the batch featurizer recomputes the whole day
+from the landing file) and `part-stream-*.parquet` files (the streaming featurizer). Readers take
+every row of the batch part plus the stream rows newer than the batch part's last row (today's
+partition keeps growing after a batch run), or only the stream parts when there is no batch part,
+one row per key, so a tick is never counted twice.
+
+Landing files are parsed in bulk by DuckDB's JSON functions; any line the fast path rejects is
+re-parsed by `cryptovol.ticks.tick_from_landing`, so values and verdicts are exactly the ones the
+stream would get, and invalid lines are skipped and counted by reason, never fatal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from cryptovol.config import Settings
+from cryptovol.featureset import FEATURE_SET, KEY_COLUMNS, MAX_GAP_S, FeatureSchemaError
+from cryptovol.ticks import TICK_COLUMNS, TICK_DTYPES, TickError, empty_tick_frame, tick_from_landing
+
+if TYPE_CHECKING:
+    import duckdb
+
+DataDir = Settings | str | os.PathLike
+DayLike = str | dt.date | dt.datetime | pd.Timestamp
+
+BATCH_PART = "batch"
+VERSION_COLUMN = "feature_set_version"
+_DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_NS_PER_DAY = 86_400 * 1_000_000_000
+
+
+def data_dir_of(where: DataDir) -> Path:
+    """A `Settings` or a path -> the data dir."""
+    return Path(where.data_dir if isinstance(where, Settings) else where)
+
+
+def day_str(day: DayLike) -> str:
+    """`"2026-01-01"`, a date, a datetime or a Timestamp -> `"YYYY-MM-DD"` (UTC day)."""
+    if isinstance(day, str):
+        if _DAY_RE.match(day):
+            return dt.date.fromisoformat(day).isoformat()  # rejects 2026-13-45
+        day = pd.Timestamp(day)
+    if isinstance(day, pd.Timestamp | dt.datetime):
+        ts = pd.Timestamp(day)
+        if ts.tzinfo is not None:
+            ts = ts.tz_convert("UTC")
+        return ts.strftime("%Y-%m-%d")
+    if isinstance(day, dt.date):
+        return day.isoformat()
+    raise TypeError(f"not a day: {day!r}")
+
+
+def day_bounds_ns(day: DayLike) -> tuple[int, int]:
+    """[start, end) of a UTC day in ns."""
+    start = int(pd.Timestamp(day_str(day), tz="UTC").value)
+    return start, start + _NS_PER_DAY
+
+
+def previous_day(day: DayLike) -> str:
+    return (dt.date.fromisoformat(day_str(day)) - dt.timedelta(days=1)).isoformat()
+
+
+@dataclass(frozen=True)
+class LakePaths:
+    """Every path of the lake, from one data dir."""
+
+    data_dir: Path
+
+    @classmethod
+    def of(cls, where: DataDir) -> LakePaths:
+        return cls(data_dir_of(where))
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.data_dir / "features"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.data_dir / "predictions"
+
+    def landing_file(self, product: str, day: DayLike) -> Path:
+        return self.raw_dir / product / f"{day_str(day)}.ndjson"
+
+    def feature_partition(self, product: str, day: DayLike) -> Path:
+        return self.features_dir / f"product={product}" / f"date={day_str(day)}"
+
+    def feature_part(self, product: str, day: DayLike, part: str = BATCH_PART) -> Path:
+        return self.feature_partition(product, day) / f"part-{part}.parquet"
+
+
+def landing_path(where: DataDir, product: str, day: DayLike) -> Path:
+    return LakePaths.of(where).landing_file(product, day)
+
+
+def features_partition_dir(where: DataDir, product: str, day: DayLike) -> Path:
+    return LakePaths.of(where).feature_partition(product, day)
+
+
+def list_landing_partitions(where: DataDir) -> list[tuple[str, str]]:
+    """`[(product, day)]` of every landing file, sorted by (day, product)."""
+    raw = LakePaths.of(where).raw_dir
+    found = []
+    for path in raw.glob("*/*.ndjson"):
+        if _DAY_RE.match(path.stem):
+            found.append((path.parent.name, path.stem))
+    return sorted(found, key=lambda pd_: (pd_[1], pd_[0]))
+
+
+def list_feature_partitions(where: DataDir) -> list[tuple[str, str]]:
+    """`[(product, day)]` of every feature partition holding at least one part file."""
+    base = LakePaths.of(where).features_dir
+    found = []
+    for part_dir in base.glob("product=*/date=*"):
+        if any(part_dir.glob("part-*.parquet")):
+            found.append((part_dir.parent.name.split("=", 1)[1], part_dir.name.split("=", 1)[1]))
+    return sorted(found, key=lambda pd_: (pd_[1], pd_[0]))
+
+
+# --- landing files ---------------------------------------------------------------------------------
+
+_PATHS = (
+    "$.ticker.product_id", "$.ticker.best_bid", "$.ticker.best_ask", "$.ticker.price",
+    "$.ticker.best_bid_quantity", "$.ticker.best_ask_quantity", "$.ticker.volume_24_h",
+    "$.timestamp", "$.sequence_num", "$.received_at",
+)
+_TYPES = ("$.ticker", "$.ticker.product_id", "$.timestamp", "$.sequence_num", "$.received_at")
+
+_NAT = "(-9223372036854775807 - 1)"  # pandas' NaT as int64: "not parsed here"
+_CANONICAL_TS = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{9}Z"
+
+
+def _ts_ns_sql(col: str) -> str:
+    """SQL: the exchange's canonical `YYYY-MM-DDTHH:MM:SS.fffffffffZ` -> UTC ns; anything else NULL
+    (those rows are parsed by pandas, like `parse_timestamp_ns`)."""
+    return (
+        f"coalesce(CASE WHEN regexp_full_match({col}, '{_CANONICAL_TS}') THEN "
+        f"epoch_ns(try_strptime(left({col}, 19), '%Y-%m-%dT%H:%M:%S')) "
+        f"+ try_cast(substr({col}, 21, 9) AS BIGINT) END, {_NAT})"
+    )
+
+
+# One pass of DuckDB's JSON reader over all lines. `ok` is conservative: a line it rejects goes to
+# the exact Python parser, so the fast path may only ever accept what `tick_from_landing` accepts.
+_PARSE_SQL = f"""
+WITH j AS (SELECT line_no, try_cast(line AS JSON) AS j FROM lines),
+x AS (
+  SELECT line_no, j IS NOT NULL AS valid,
+         json_extract_string(j, {list(_PATHS)!r}) AS v,
+         json_type(j, {list(_TYPES)!r}) AS ty
+  FROM j
+),
+y AS (
+  SELECT line_no, valid, ty,
+         v[1] AS product_id,
+         try_cast(v[2] AS DOUBLE) AS best_bid, try_cast(v[3] AS DOUBLE) AS best_ask,
+         try_cast(v[4] AS DOUBLE) AS price,
+         v[5] AS bq_t, try_cast(v[5] AS DOUBLE) AS best_bid_qty,
+         v[6] AS aq_t, try_cast(v[6] AS DOUBLE) AS best_ask_qty,
+         v[7] AS vol_t, try_cast(v[7] AS DOUBLE) AS volume_24h,
+         v[8] AS ts, try_cast(v[9] AS BIGINT) AS sequence, v[10] AS recv
+  FROM x
+)
+SELECT line_no, product_id, best_bid, best_ask, price, best_bid_qty, best_ask_qty, volume_24h,
+       ts, coalesce(sequence, -1) AS sequence, recv,
+       {_ts_ns_sql("ts")} AS ev_ns, {_ts_ns_sql("coalesce(nullif(recv, ''), ts)")} AS rv_ns,
+       coalesce(
+         valid AND ty[1] = 'OBJECT' AND ty[2] = 'VARCHAR' AND length(product_id) > 0
+         AND ty[3] = 'VARCHAR'
+         AND (ty[4] IS NULL OR ty[4] IN ('UBIGINT', 'BIGINT'))
+         AND (ty[5] IS NULL OR ty[5] IN ('VARCHAR', 'NULL'))
+         AND isfinite(best_bid) AND isfinite(best_ask) AND isfinite(price)
+         AND best_bid > 0 AND best_ask > 0 AND price > 0 AND best_bid <= best_ask
+         AND (bq_t IS NULL OR bq_t = '' OR (isfinite(best_bid_qty) AND best_bid_qty >= 0))
+         AND (aq_t IS NULL OR aq_t = '' OR (isfinite(best_ask_qty) AND best_ask_qty >= 0))
+         AND (vol_t IS NULL OR vol_t = '' OR (isfinite(volume_24h) AND volume_24h >= 0)),
+         false) AS ok
+FROM y ORDER BY line_no
+"""
+
+
+# Whole-file fast path: DuckDB's typed NDJSON reader. Used only when every non-empty line comes out
+# as a row that passes the strict checks below; otherwise the file goes through the line-by-line
+# path (`parse_landing_lines`), which knows which line failed and why.
+_FAST_SQL = """
+WITH r AS (
+  SELECT ticker.product_id AS product_id,
+         try_cast(ticker.best_bid AS DOUBLE) AS best_bid, try_cast(ticker.best_ask AS DOUBLE) AS best_ask,
+         try_cast(ticker.price AS DOUBLE) AS price,
+         ticker.best_bid_quantity AS bq_t, try_cast(ticker.best_bid_quantity AS DOUBLE) AS best_bid_qty,
+         ticker.best_ask_quantity AS aq_t, try_cast(ticker.best_ask_quantity AS DOUBLE) AS best_ask_qty,
+         ticker.volume_24_h AS vol_t, try_cast(ticker.volume_24_h AS DOUBLE) AS volume_24h,
+         "timestamp" AS ts, received_at AS recv,
+         CASE WHEN regexp_full_match(sequence_num, '-?[0-9]{{1,18}}')
+              THEN try_cast(sequence_num AS BIGINT) END AS sequence
+  FROM read_json({path}, format = 'newline_delimited', ignore_errors = true,
+       columns = {{ticker: 'STRUCT(product_id VARCHAR, price VARCHAR, best_bid VARCHAR,
+                                   best_ask VARCHAR, best_bid_quantity VARCHAR,
+                                   best_ask_quantity VARCHAR, volume_24_h VARCHAR)',
+                  "timestamp": 'VARCHAR', sequence_num: 'VARCHAR', received_at: 'VARCHAR'}})
+)
+SELECT product_id, best_bid, best_ask, price, best_bid_qty, best_ask_qty, volume_24h,
+       {ev} AS event_time_ns, sequence, {rv} AS receive_time_ns,
+       coalesce(
+         length(product_id) > 0 AND sequence IS NOT NULL AND recv IS NOT NULL AND recv <> ''
+         AND isfinite(best_bid) AND isfinite(best_ask) AND isfinite(price)
+         AND best_bid > 0 AND best_ask > 0 AND price > 0 AND best_bid <= best_ask
+         AND (bq_t IS NULL OR bq_t = '' OR (isfinite(best_bid_qty) AND best_bid_qty >= 0))
+         AND (aq_t IS NULL OR aq_t = '' OR (isfinite(best_ask_qty) AND best_ask_qty >= 0))
+         AND (vol_t IS NULL OR vol_t = '' OR (isfinite(volume_24h) AND volume_24h >= 0)),
+         false) AS ok,
+       ts, recv
+FROM r
+""".format(path="{path}", ev=_ts_ns_sql("ts"), rv=_ts_ns_sql("recv"))
+
+
+@dataclass
+class LandingRead:
+    """Ticks parsed from landing lines, in file order, plus what was skipped and why."""
+
+    ticks: pd.DataFrame
+    lines: int = 0
+    invalid: dict[str, int] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def invalid_count(self) -> int:
+        return int(sum(self.invalid.values()))
+
+
+def _to_ns(text: pd.Series) -> np.ndarray:
+    """ISO-8601 strings -> UTC ns (offset-less = UTC, like `parse_timestamp_ns`); unparsable -> NaT."""
+    parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    return pd.DatetimeIndex(parsed).as_unit("ns").asi8.copy()
+
+
+def _optional(values: pd.Series) -> np.ndarray:
+    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _times(got: pd.DataFrame, ok: np.ndarray, ev_col: str, rv_col: str) -> tuple[np.ndarray, np.ndarray]:
+    """Event/receive ns from the SQL columns; rows SQL could not parse go through pandas."""
+    nat = np.iinfo(np.int64).min
+    ev = got[ev_col].to_numpy(dtype=np.int64)
+    rv = got[rv_col].to_numpy(dtype=np.int64)
+    todo = ok & ((ev == nat) | (rv == nat))
+    if todo.any():
+        ts = got["ts"].where(todo)
+        recv = got["recv"].where(todo & got["recv"].notna() & (got["recv"] != ""), ts)
+        ev = np.where(todo, _to_ns(ts), ev)
+        rv = np.where(todo, _to_ns(recv), rv)
+    return ev, rv
+
+
+def _frame(got: pd.DataFrame, event_ns: np.ndarray, recv_ns: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({
+        "product_id": got["product_id"],
+        "event_time_ns": event_ns,
+        "sequence": got["sequence"].fillna(-1).to_numpy(dtype=np.int64),
+        "price": got["price"].to_numpy(dtype=np.float64, na_value=np.nan),
+        "best_bid": got["best_bid"].to_numpy(dtype=np.float64, na_value=np.nan),
+        "best_ask": got["best_ask"].to_numpy(dtype=np.float64, na_value=np.nan),
+        "best_bid_qty": _optional(got["best_bid_qty"]),
+        "best_ask_qty": _optional(got["best_ask_qty"]),
+        "volume_24h": _optional(got["volume_24h"]),
+        "receive_time_ns": recv_ns,
+    })
+
+
+def _finish(frame: pd.DataFrame, ok: np.ndarray, product: str | None, invalid: Counter[str]) -> pd.DataFrame:
+    frame = frame.loc[ok]
+    if product is not None:
+        other = (frame["product_id"] != product).to_numpy()
+        if other.any():
+            invalid["other_product"] += int(other.sum())
+            frame = frame.loc[~other]
+    return frame.reset_index(drop=True).astype(TICK_DTYPES)
+
+
+def parse_landing_lines(lines: list[str], *, product: str | None = None) -> LandingRead:
+    """Landing-file lines -> ticks (file order); bad lines skipped and counted by reason.
+
+    `product`, if given, keeps only that product's ticks; others are counted as `other_product`.
+    Empty lines are ignored.
+    """
+    import duckdb
+    import pyarrow as pa
+
+    lines = [line for line in lines if line and not line.isspace()]
+    invalid: Counter[str] = Counter()
+    garbled = [line for line in lines if "\ufffd" in line]
+    if garbled:
+        invalid["bad_encoding"] = len(garbled)
+        lines = [line for line in lines if "\ufffd" not in line]
+    n = len(lines)
+    if n == 0:
+        return LandingRead(empty_tick_frame(), len(garbled), dict(invalid))
+    table = pa.table({"line_no": pa.array(np.arange(n, dtype=np.int64)),
+                      "line": pa.array(lines, pa.string())})
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    try:
+        con.register("lines", table)
+        got = con.sql(_PARSE_SQL).df()
+    finally:
+        con.close()
+    ok = got["ok"].to_numpy(dtype=bool).copy()
+    event_ns, recv_ns = _times(got, ok, "ev_ns", "rv_ns")
+    nat = np.iinfo(np.int64).min
+    ok &= (event_ns != nat) & (recv_ns != nat)
+    frame = _frame(got, event_ns, recv_ns)
+    bad = np.flatnonzero(~ok)
+    if len(bad):
+        rescued: dict[int, list[Any]] = {}
+        for i in bad:
+            try:
+                tick = tick_from_landing(json.loads(lines[i]))
+            except TickError as exc:
+                invalid[exc.reason] += 1
+            except ValueError:
+                invalid["bad_json"] += 1
+            except Exception:  # noqa: BLE001 - any other malformed shape is a bad line, not a crash
+                invalid["bad_landing_line"] += 1
+            else:
+                rescued[int(i)] = [getattr(tick, c) for c in TICK_COLUMNS]
+        if rescued:
+            idx = np.fromiter(rescued, dtype=np.int64)
+            frame.loc[idx, list(TICK_COLUMNS)] = pd.DataFrame(
+                list(rescued.values()), columns=list(TICK_COLUMNS), index=idx
+            )
+            ok[idx] = True
+    return LandingRead(_finish(frame, ok, product, invalid), n + len(garbled), dict(invalid))
+
+
+def _count_lines(path: Path) -> int:
+    """Non-empty lines of a file (streamed in blocks)."""
+    count = 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            if line.strip():
+                count += 1
+    return count
+
+
+def _fast_read(path: Path, product: str | None) -> LandingRead | None:
+    """The whole-file fast path, or None when any line needs the exact line-by-line parser."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    try:
+        got = con.sql(_FAST_SQL.replace("{path}", _sql_list([path]))).df()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    ok = got["ok"].to_numpy(dtype=bool)
+    if not ok.all() or len(got) != _count_lines(path):
+        return None
+    event_ns, recv_ns = _times(got.rename(columns={"event_time_ns": "ev", "receive_time_ns": "rv"}),
+                               ok, "ev", "rv")
+    nat = np.iinfo(np.int64).min
+    if bool(((event_ns == nat) | (recv_ns == nat)).any()):
+        return None
+    invalid: Counter[str] = Counter()
+    frame = _finish(_frame(got, event_ns, recv_ns), ok, product, invalid)
+    return LandingRead(frame, len(got), dict(invalid), path)
+
+
+def _read_text(path: Path, offset: int = 0) -> list[str]:
+    with open(path, "rb") as handle:
+        if offset:
+            handle.seek(offset)
+        data = handle.read()
+    if offset:  # drop the partial first line
+        cut = data.find(b"\n")
+        data = data[cut + 1:] if cut >= 0 else b""
+    # Undecodable bytes become U+FFFD, which json.dumps never writes raw (it escapes non-ASCII):
+    # parse_landing_lines counts such lines as `bad_encoding`.
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def read_landing_file(path: str | Path, *, product: str | None = None) -> LandingRead:
+    """All valid ticks of one landing file, in file order (see `parse_landing_lines`)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no landing file at {path}")
+    if path.stat().st_size == 0:
+        return LandingRead(empty_tick_frame(), 0, {}, path)
+    fast = _fast_read(path, product)
+    if fast is not None:
+        return fast
+    result = parse_landing_lines(_read_text(path), product=product)
+    result.path = path
+    return result
+
+
+def read_landing_tail(path: str | Path, since_ns: int, *, product: str | None = None,
+                      slack_s: float = 60.0, chunk_bytes: int = 1 << 20) -> pd.DataFrame:
+    """The ticks of a landing file with event time >= `since_ns`, reading only the end of the file.
+
+    Lines are in arrival order, which is event order up to small disorder, so the reader grows a
+    window from the end until its first tick is `slack_s` before `since_ns` (or it has the file).
+    Used for the previous day's context of the batch featurizer.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    chunk = max(1024, int(chunk_bytes))
+    while True:
+        offset = max(0, size - chunk)
+        got = parse_landing_lines(_read_text(path, offset), product=product).ticks
+        enough = len(got) and int(got["event_time_ns"].min()) <= since_ns - int(slack_s * 1e9)
+        if offset == 0 or enough:
+            return got.loc[got["event_time_ns"] >= since_ns].reset_index(drop=True)
+        chunk *= 4
+
+
+def read_landing_day(where: DataDir, product: str, day: DayLike) -> pd.DataFrame:
+    """The valid ticks of `raw/<product>/<day>.ndjson` in file (arrival) order.
+
+    `frame.attrs["invalid"]` holds the skipped-line counts by reason, `attrs["lines"]` the total.
+    """
+    result = read_landing_file(landing_path(where, product, day), product=product)
+    frame = result.ticks
+    frame.attrs["invalid"] = dict(result.invalid)
+    frame.attrs["lines"] = result.lines
+    return frame
+
+
+@dataclass(frozen=True)
+class LandingSummary:
+    """What a landing file holds: rows, invalid (dead-lettered) lines by reason, span and gaps."""
+
+    rows: int
+    lines: int
+    dead_lettered: int
+    dead_letter_reasons: dict[str, int]
+    first_event_ns: int | None
+    last_event_ns: int | None
+    gaps: int
+    largest_gap_s: float
+
+
+def landing_summary(where: DataDir, product: str, day: DayLike) -> LandingSummary:
+    result = read_landing_file(landing_path(where, product, day), product=product)
+    times = np.sort(result.ticks["event_time_ns"].to_numpy(dtype=np.int64))
+    diffs = np.diff(times) / 1e9 if len(times) > 1 else np.zeros(0)
+    return LandingSummary(
+        rows=len(times),
+        lines=result.lines,
+        dead_lettered=result.invalid_count,
+        dead_letter_reasons=dict(result.invalid),
+        first_event_ns=int(times[0]) if len(times) else None,
+        last_event_ns=int(times[-1]) if len(times) else None,
+        gaps=int((diffs > MAX_GAP_S).sum()),
+        largest_gap_s=float(diffs.max()) if len(diffs) else 0.0,
+    )
+
+
+# --- feature parquet -------------------------------------------------------------------------------
+
+
+def feature_table(frame: pd.DataFrame):
+    """Feature rows -> an Arrow table with the contract schema, a version column and metadata."""
+    import pyarrow as pa
+
+    FEATURE_SET.validate_columns(list(frame.columns))
+    cols = {
+        "product_id": pa.array(frame["product_id"].astype(str).to_numpy(dtype=object), pa.string()),
+        "event_time_ns": pa.array(frame["event_time_ns"].to_numpy(dtype=np.int64), pa.int64()),
+        "sequence": pa.array(frame["sequence"].to_numpy(dtype=np.int64), pa.int64()),
+    }
+    for name in FEATURE_SET.names:
+        # NaN (warm-up) is stored as NULL, so SQL aggregates skip it; pandas reads it back as NaN.
+        cols[name] = pa.array(frame[name].to_numpy(dtype=np.float64), pa.float64(), from_pandas=True)
+    cols[VERSION_COLUMN] = pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(len(frame), dtype=np.int32)), pa.array([FEATURE_SET.version])
+    )
+    table = pa.table(cols)
+    meta = {b"cryptovol.feature_set_version": FEATURE_SET.version.encode(),
+            b"cryptovol.feature_names": json.dumps(FEATURE_SET.names).encode()}
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+
+
+def write_feature_part(frame: pd.DataFrame, where: DataDir, product: str, day: DayLike,
+                       part: str = BATCH_PART) -> Path:
+    """Write feature rows to `features/product=P/date=D/part-<part>.parquet` atomically
+    (temp file in the same directory + rename), so readers never see half a file."""
+    import pyarrow.parquet as pq
+
+    target = LakePaths.of(where).feature_part(product, day, part)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    table = feature_table(frame)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=target.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def partition_files(where: DataDir, product: str, day: DayLike) -> list[Path]:
+    """Every part file of one partition: the batch part first (if any), then stream parts."""
+    part_dir = features_partition_dir(where, product, day)
+    batch = part_dir / f"part-{BATCH_PART}.parquet"
+    others = sorted(p for p in part_dir.glob("part-*.parquet") if p != batch)
+    return [batch, *others] if batch.exists() else others
+
+
+def _selected_partitions(where: DataDir, products: Iterable[str] | None, start: DayLike | None,
+                         end: DayLike | None) -> list[tuple[str, str]]:
+    wanted = {p.upper() for p in products} if products else None
+    lo = day_str(start) if start is not None else None
+    hi = day_str(end) if end is not None else None
+    return [
+        (product, day) for product, day in list_feature_partitions(where)
+        if (wanted is None or product.upper() in wanted) and not ((lo and day < lo) or (hi and day > hi))
+    ]
+
+
+def _read_part(path: Path, check_version: bool) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    if check_version:
+        version = (table.schema.metadata or {}).get(b"cryptovol.feature_set_version", b"?").decode()
+        if version != FEATURE_SET.version:
+            raise FeatureSchemaError(
+                f"{path} holds feature set {version!r}, this code computes {FEATURE_SET.version!r}: "
+                "rebuild with `cryptovol features build --all`"
+            )
+    return table.to_pandas()
+
+
+def _empty_features() -> pd.DataFrame:
+    out = pd.DataFrame({c: pd.Series(dtype=np.float64) for c in FEATURE_SET.columns})
+    out["product_id"] = out["product_id"].astype("string")
+    out["event_time_ns"] = out["event_time_ns"].astype(np.int64)
+    out["sequence"] = out["sequence"].astype(np.int64)
+    out[VERSION_COLUMN] = pd.Series(dtype="string")
+    return out
+
+
+def read_features(
+    where: DataDir,
+    products: Iterable[str] | None = None,
+    start: DayLike | None = None,
+    end: DayLike | None = None,
+    *,
+    check_version: bool = True,
+) -> pd.DataFrame:
+    """Feature rows of the lake for `products` and UTC days `start..end` (both inclusive).
+
+    Per partition: all rows of the batch part, plus stream rows newer than the batch part's last
+    row (today's partition keeps growing after a batch run); without a batch part, the stream
+    parts. Sorted by (product, event time, sequence), one row per key. Raises
+    `FeatureSchemaError` for a file written by another feature-set version (rebuild it with
+    `cryptovol features build`), unless `check_version=False`.
+    """
+    frames = []
+    for product, day in _selected_partitions(where, products, start, end):
+        files = partition_files(where, product, day)
+        parts = [_read_part(path, check_version) for path in files]
+        if files and files[0].name == f"part-{BATCH_PART}.parquet" and len(parts) > 1:
+            batch_rows = parts[0]
+            newest = int(batch_rows["event_time_ns"].max()) if len(batch_rows) else np.iinfo(np.int64).min
+            parts = [batch_rows] + [p.loc[p["event_time_ns"] > newest] for p in parts[1:]]
+        frames.extend(p for p in parts if len(p))
+    if not frames:
+        return _empty_features()
+    frame = pd.concat(frames, ignore_index=True)
+    FEATURE_SET.validate_columns(list(frame.columns))
+    frame["product_id"] = frame["product_id"].astype("string")
+    if VERSION_COLUMN in frame.columns:
+        frame[VERSION_COLUMN] = frame[VERSION_COLUMN].astype("string")
+    frame = frame.sort_values(["product_id", "event_time_ns", "sequence"], kind="stable")
+    frame = frame.drop_duplicates(list(KEY_COLUMNS), keep="first").reset_index(drop=True)
+    return frame
+
+
+# --- DuckDB views ----------------------------------------------------------------------------------
+
+_EMPTY_FEATURES = ", ".join(
+    ["NULL::VARCHAR AS product_id", "NULL::BIGINT AS event_time_ns", "NULL::BIGINT AS sequence"]
+    + [f"NULL::DOUBLE AS {name}" for name in FEATURE_SET.names]
+    + [f"NULL::VARCHAR AS {VERSION_COLUMN}", "NULL::VARCHAR AS product", "NULL::VARCHAR AS date"]
+)
+
+_RAW_VIEW = """
+CREATE OR REPLACE VIEW raw_ticks AS
+SELECT * FROM (
+SELECT ticker->>'product_id' AS product_id,
+       epoch_ns(try_cast("timestamp" AS TIMESTAMPTZ)) AS event_time_ns,
+       try_cast("timestamp" AS TIMESTAMPTZ) AS event_time,
+       sequence_num AS sequence,
+       try_cast(ticker->>'price' AS DOUBLE) AS price,
+       try_cast(ticker->>'best_bid' AS DOUBLE) AS best_bid,
+       try_cast(ticker->>'best_ask' AS DOUBLE) AS best_ask,
+       try_cast(ticker->>'best_bid_quantity' AS DOUBLE) AS best_bid_qty,
+       try_cast(ticker->>'best_ask_quantity' AS DOUBLE) AS best_ask_qty,
+       try_cast(ticker->>'volume_24_h' AS DOUBLE) AS volume_24h,
+       epoch_ns(try_cast(received_at AS TIMESTAMPTZ)) AS receive_time_ns,
+       event_type,
+       filename
+FROM read_json({glob}, format = 'newline_delimited', ignore_errors = true, filename = true,
+               columns = {{ticker: 'JSON', "timestamp": 'VARCHAR', sequence_num: 'BIGINT',
+                           event_type: 'VARCHAR', received_at: 'VARCHAR'}})
+) WHERE product_id IS NOT NULL AND event_time_ns IS NOT NULL AND best_bid IS NOT NULL
+  AND best_ask IS NOT NULL
+"""
+
+_EMPTY_RAW = (
+    "CREATE OR REPLACE VIEW raw_ticks AS SELECT NULL::VARCHAR AS product_id, NULL::BIGINT AS event_time_ns, "
+    "NULL::TIMESTAMPTZ AS event_time, NULL::BIGINT AS sequence, NULL::DOUBLE AS price, "
+    "NULL::DOUBLE AS best_bid, NULL::DOUBLE AS best_ask, NULL::DOUBLE AS best_bid_qty, "
+    "NULL::DOUBLE AS best_ask_qty, NULL::DOUBLE AS volume_24h, NULL::BIGINT AS receive_time_ns, "
+    "NULL::VARCHAR AS event_type, NULL::VARCHAR AS filename WHERE false"
+)
+
+
+def _features_view_sql(batch_files: list[Path], stream_files: list[Path]) -> str:
+    """`features`: batch parts, plus stream rows newer than their partition's batch part."""
+    if not batch_files and not stream_files:
+        return f"CREATE OR REPLACE VIEW features AS SELECT {_EMPTY_FEATURES} WHERE false"
+
+    def scan(files: list[Path]) -> str:
+        return f"read_parquet({_sql_list(files)}, hive_partitioning = true, union_by_name = true)"
+
+    if not stream_files:
+        return f"CREATE OR REPLACE VIEW features AS SELECT * FROM {scan(batch_files)}"
+    # stream parts should not overlap, but a key is only ever returned once
+    stream = (f"SELECT * FROM {scan(stream_files)} "
+              "QUALIFY row_number() OVER (PARTITION BY product_id, event_time_ns, sequence) = 1")
+    if not batch_files:
+        return f"CREATE OR REPLACE VIEW features AS {stream}"
+    return f"""
+CREATE OR REPLACE VIEW features AS
+WITH b AS (SELECT * FROM {scan(batch_files)}),
+     s AS ({stream}),
+     newest AS (SELECT product, date, max(event_time_ns) AS newest_ns FROM b GROUP BY ALL)
+SELECT * FROM b
+UNION ALL BY NAME
+SELECT s.* FROM s LEFT JOIN newest USING (product, date)
+WHERE newest.newest_ns IS NULL OR s.event_time_ns > newest.newest_ns
+"""
+
+
+def _sql_list(paths: Iterable[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+def connect(where: DataDir, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with views over the lake.
+
+    - `raw_ticks`: landing lines with a product, a timestamp and a quote (lenient: unparsable
+      lines are left out, no other validation; timestamps at microsecond precision; use
+      `read_landing_day` for exact ns values, the stream's validation and reason counts).
+    - `features`: feature Parquet (hive columns `product`, `date`): batch parts plus newer
+      stream rows per partition, as `read_features` does.
+    - `predictions`: Parquet under `predictions/` if any (empty view otherwise).
+
+    The file lists are taken when connecting: reconnect to see partitions created since.
+    """
+    import duckdb
+
+    paths = LakePaths.of(where)
+    con = duckdb.connect(database)
+    con.execute("SET enable_progress_bar = false")  # no terminal noise in pipelines and logs
+    raw_files = sorted(paths.raw_dir.glob("*/*.ndjson"))
+    raw_files = [p for p in raw_files if p.stat().st_size > 0]
+    con.execute(_RAW_VIEW.format(glob=_sql_list(raw_files)) if raw_files else _EMPTY_RAW)
+    batch_files, stream_files = [], []
+    for product, day in list_feature_partitions(where):
+        for path in partition_files(where, product, day):
+            (batch_files if path.name == f"part-{BATCH_PART}.parquet" else stream_files).append(path)
+    con.execute(_features_view_sql(batch_files, stream_files))
+    prediction_files = sorted(paths.predictions_dir.glob("**/*.parquet"))
+    if prediction_files:
+        con.execute(
+            "CREATE OR REPLACE VIEW predictions AS SELECT * FROM read_parquet("
+            f"{_sql_list(prediction_files)}, hive_partitioning = true, union_by_name = true)"
+        )
+    else:
+        con.execute(
+            "CREATE OR REPLACE VIEW predictions AS SELECT NULL::VARCHAR AS product_id, "
+            "NULL::BIGINT AS event_time_ns, NULL::DOUBLE AS spike_probability WHERE false"
+        )
+    return con
+
+
+__all__ = [
+    "LakePaths",
+    "LandingRead",
+    "LandingSummary",
+    "connect",
+    "day_str",
+    "features_partition_dir",
+    "landing_path",
+    "landing_summary",
+    "list_feature_partitions",
+    "list_landing_partitions",
+    "parse_landing_lines",
+    "read_features",
+    "read_landing_day",
+    "read_landing_file",
+    "read_landing_tail",
+    "write_feature_part",
+]
