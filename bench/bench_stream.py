@@ -1,0 +1,176 @@
+"""Streaming featurizer throughput beside a bare consume-and-produce pass-through, and per-tick latency.
+
+Run: `.venv/bin/python -m bench.bench_stream` (`--n N` ticks, default 20,000; `--rounds R`, default 2).
+
+- pass-through: a consumer group on ticks.raw with the featurizer's client settings
+  (`make_consumer`, max_poll_records 2000, `make_producer` acks=all + the featurizer's gzip) that
+  re-produces every value
+  to another topic, flushing the producer and committing offsets every second: the Kafka ceiling.
+- featurizer: `StreamFeaturizer` (lateness 0, flush every second) on the same topic, another group:
+  decode + reorder + features + JSON rows to ticks.features + Parquet + commits.
+  Both are timed from the first record received (the group join is excluded) to the last output
+  durable (producer flushed; for the featurizer, the last Parquet part renamed), in wall-clock
+  seconds and in CPU seconds of this process (all its threads): on a shared, overloaded machine
+  the CPU figure is the steadier one (messages per CPU-second = what a dedicated core would do).
+- per-tick latency: `StreamEngine.offer` + `release` for one new tick at a time with a ~320 s
+  history tail (the streaming shape), and the `compute_feature_arrays` call alone inside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from kafka import OffsetAndMetadata, TopicPartition
+
+from cryptovol.broker import EmbeddedBroker
+from cryptovol.config import TOPIC_RAW
+from cryptovol.kafka_io import ensure_topics, make_consumer, make_producer
+from cryptovol.procs import free_port
+from cryptovol.simulator.synthetic import generate_ticks_frame
+from cryptovol.stream.engine import SourceRecord, StreamEngine
+from cryptovol.stream.featurizer import PRODUCER_SETTINGS, FeaturizerConfig, StreamFeaturizer
+from cryptovol.ticks import Tick
+
+
+def make_ticks(n: int, seed: int = 1) -> list[Tick]:
+    rate_hz = 4.0
+    frame = generate_ticks_frame(("BTC-USD", "ETH-USD"), duration_s=n / (2 * rate_hz) * 1.05, seed=seed,
+                                 rate_hz=rate_hz)
+    return [Tick(*row) for row in frame.head(n).itertuples(index=False)]
+
+
+def produce(bootstrap: str, ticks: list[Tick]) -> float:
+    producer = make_producer(bootstrap, linger_ms=20)
+    started = time.perf_counter()
+    for t in ticks:
+        producer.send(TOPIC_RAW, key=t.product_id.encode(), value=t.to_json())
+    producer.flush()
+    elapsed = time.perf_counter() - started
+    producer.close()
+    return elapsed
+
+
+def pass_through(bootstrap: str, n: int, group: str, out_topic: str) -> tuple[float, float]:
+    """Wall and process-CPU seconds from the first record received to the last one re-produced."""
+    consumer = make_consumer(bootstrap, TOPIC_RAW, group_id=group, max_poll_records=2000)
+    producer = make_producer(bootstrap, **PRODUCER_SETTINGS)
+    seen = 0
+    first = first_cpu = None
+    last_flush = time.monotonic()
+    next_offsets: dict[int, int] = {}
+    try:
+        while seen < n:
+            batch = consumer.poll(timeout_ms=100)
+            for tp, records in batch.items():
+                if first is None and records:
+                    first = time.perf_counter()
+                    first_cpu = time.process_time()
+                for rec in records:
+                    producer.send(out_topic, key=rec.key, value=rec.value)
+                    next_offsets[tp.partition] = rec.offset + 1
+                seen += len(records)
+            if time.monotonic() - last_flush >= 1.0 or seen >= n:
+                producer.flush()
+                consumer.commit({TopicPartition(TOPIC_RAW, p): OffsetAndMetadata(o, "", -1)
+                                 for p, o in next_offsets.items()})
+                last_flush = time.monotonic()
+        return time.perf_counter() - first, time.process_time() - first_cpu
+    finally:
+        consumer.close()
+        producer.close()
+
+
+def featurize(bootstrap: str, n: int, group: str, data_dir: Path) -> tuple[float, float]:
+    """Wall and process-CPU seconds from the first record received to the last row in Parquet."""
+    stop = threading.Event()
+    featurizer = StreamFeaturizer(
+        FeaturizerConfig(bootstrap, data_dir / "features", group_id=group, lateness_s=0.0,
+                         flush_every_s=1.0, log_every_s=3600),
+        stop=stop,
+    )
+    runner = threading.Thread(target=featurizer.run, daemon=True)
+    runner.start()
+    first = first_cpu = None
+    try:
+        while featurizer.stats.parquet_rows < n:
+            if first is None and featurizer.stats.consumed:
+                first, first_cpu = time.perf_counter(), time.process_time()
+            time.sleep(0.002)
+        return time.perf_counter() - first, time.process_time() - first_cpu
+    finally:
+        stop.set()
+        runner.join(timeout=60)
+
+
+def per_tick_latency(n_ticks: int = 5000) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds per tick for offer + release (whole engine step) and for the feature call alone."""
+    frame = generate_ticks_frame(("BTC-USD",), duration_s=n_ticks / 4.0 + 400, seed=2, rate_hz=4.0)
+    ticks = [Tick(*row) for row in frame.itertuples(index=False)]
+    engine = StreamEngine(lateness_s=0.0)
+    warm_until = ticks[0].event_time_ns + 330 * 1_000_000_000  # a full HISTORY_S tail from here on
+    steps, computes = [], []
+    for i, tick in enumerate(ticks):
+        started = time.perf_counter()
+        engine.offer(SourceRecord(tick, 0, i))
+        batches = engine.release()
+        elapsed = time.perf_counter() - started
+        if tick.event_time_ns >= warm_until:
+            steps.append(elapsed)
+            computes.append(batches[0].compute_s)
+    return np.array(steps), np.array(computes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20_000, help="ticks per run (default 20,000)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of both (default 2)")
+    args = parser.parse_args()
+
+    ticks = make_ticks(args.n)
+    with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
+        tmp_path = Path(tmp)
+        broker = EmbeddedBroker(tmp_path / "run", port=free_port())
+        broker.start()
+        try:
+            ensure_topics(broker.bootstrap)
+            ensure_topics(broker.bootstrap, ["bench.passthrough"])
+            produced_s = produce(broker.bootstrap, ticks)
+            print(f"input: {len(ticks):,} ticks produced in {produced_s:.2f} s "
+                  f"({len(ticks) / produced_s:,.0f}/s, acks=all)")
+            n = len(ticks)
+            rates_pass, rates_feat, cpu_pass, cpu_feat = [], [], [], []
+            for r in range(args.rounds):
+                wall, cpu = pass_through(broker.bootstrap, n, f"bench-pass-{r}", "bench.passthrough")
+                rates_pass.append(n / wall)
+                cpu_pass.append(n / cpu)
+                wall, cpu = featurize(broker.bootstrap, n, f"bench-feat-{r}", tmp_path / f"data-{r}")
+                rates_feat.append(n / wall)
+                cpu_feat.append(n / cpu)
+                print(f"round {r + 1}: pass-through {rates_pass[-1]:,.0f} msg/s "
+                      f"({cpu_pass[-1]:,.0f} per CPU-s), "
+                      f"featurizer {rates_feat[-1]:,.0f} msg/s ({cpu_feat[-1]:,.0f} per CPU-s), "
+                      f"wall ratio {rates_feat[-1] / rates_pass[-1]:.0%}")
+            best_pass, best_feat = max(rates_pass), max(rates_feat)
+            print(f"best wall: pass-through {best_pass:,.0f} msg/s, featurizer {best_feat:,.0f} msg/s, "
+                  f"featurizer / pass-through = {best_feat / best_pass:.0%} (target >= 70%)")
+            med_pass, med_feat = float(np.median(cpu_pass)), float(np.median(cpu_feat))
+            print(f"median per CPU-second (this process, all its threads): pass-through {med_pass:,.0f}, "
+                  f"featurizer {med_feat:,.0f}, featurizer / pass-through = {med_feat / med_pass:.0%}")
+        finally:
+            broker.stop()
+
+    steps, computes = per_tick_latency()
+    ms = 1e3
+    print(f"per tick, one new tick on a ~320 s tail ({len(steps):,} ticks): engine step p50 "
+          f"{np.percentile(steps, 50) * ms:.3f} ms, p99 {np.percentile(steps, 99) * ms:.3f} ms; "
+          f"feature call alone p50 {np.percentile(computes, 50) * ms:.3f} ms, "
+          f"p99 {np.percentile(computes, 99) * ms:.3f} ms (target p99 < 1 ms)")
+
+
+if __name__ == "__main__":
+    main()

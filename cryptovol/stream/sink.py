@@ -1,0 +1,190 @@
+"""Feature Parquet written by the streaming featurizer, and what it tells a restarted featurizer.
+
+Layout (shared with the batch featurizer, hive style):
+`<features_dir>/product=<P>/date=<YYYY-MM-DD>/part-stream-t<first event ns>-p<partition>-o<first
+offset>-<last offset>.parquet`, one file per (product, UTC event date, source partition) per flush.
+
+- Atomic: written to a hidden `.<name>.<pid>.tmp` in the same directory, fsynced, then renamed, so
+  readers (DuckDB globs `*.parquet`) never see a half-written file.
+- Names start with the zero-padded event time of their first row: within a product, rows are
+  emitted in event-time order, so sorting names sorts files by time. That lets a restarting
+  featurizer read only the newest files to find where it stopped (`load_durable_state`).
+- Schema: `FEATURE_SET.columns` + `feature_set_version` + `source_partition` + `source_offset`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET, HISTORY_S
+from cryptovol.stream.engine import DurableState, FeatureBatch
+
+NS = 1_000_000_000
+DAY_NS = 86_400 * NS
+STREAM_PREFIX = "part-stream-"
+_NAME = re.compile(r"^part-stream-t(\d+)-p(\d+)-o(\d+)-(\d+)\.parquet$")
+_TMP = re.compile(r"^\.part-stream-.*\.(\d+)\.tmp$")
+
+SCHEMA = pa.schema(
+    [
+        pa.field("product_id", pa.string()),
+        pa.field("event_time_ns", pa.int64()),
+        pa.field("sequence", pa.int64()),
+        *[pa.field(name, pa.float64()) for name in FEATURE_NAMES],
+        pa.field("feature_set_version", pa.string()),
+        pa.field("source_partition", pa.int32()),
+        pa.field("source_offset", pa.int64()),
+    ],
+    # The same file metadata the batch writer (`cryptovol.lake.feature_table`) sets; readers check it.
+    metadata={
+        b"cryptovol.feature_set_version": FEATURE_SET.version.encode(),
+        b"cryptovol.feature_names": json.dumps(FEATURE_SET.names).encode(),
+    },
+)
+
+
+def date_of(event_time_ns: int) -> str:
+    return pd.Timestamp(int(event_time_ns), tz="UTC").strftime("%Y-%m-%d")
+
+
+def partition_dir(features_dir: Path, product: str, date: str) -> Path:
+    return Path(features_dir) / f"product={product}" / f"date={date}"
+
+
+@dataclass(frozen=True)
+class WrittenPart:
+    path: Path
+    product_id: str
+    date: str
+    rows: int
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_batches(features_dir: Path, batches: Iterable[FeatureBatch]) -> list[WrittenPart]:
+    """Write pending feature rows as part files (one per product, date and source partition)."""
+    frames = [b.frame() for b in batches if len(b)]
+    if not frames:
+        return []
+    frame = pd.concat(frames, ignore_index=True)
+    day = frame["event_time_ns"].to_numpy() // DAY_NS
+    written = []
+    keys = pd.DataFrame({"product_id": frame["product_id"], "day": day, "p": frame["source_partition"]})
+    for (product, d, part), idx in keys.groupby(["product_id", "day", "p"], sort=True).indices.items():
+        rows = frame.iloc[np.sort(idx)]
+        date = date_of(int(d) * DAY_NS)
+        offsets = rows["source_offset"].to_numpy()
+        name = (f"{STREAM_PREFIX}t{int(rows['event_time_ns'].iloc[0]):019d}-p{int(part)}"
+                f"-o{int(offsets.min())}-{int(offsets.max())}.parquet")
+        written.append(_write_atomic(partition_dir(features_dir, str(product), date), name, rows))
+    return written
+
+
+def _write_atomic(directory: Path, name: str, rows: pd.DataFrame) -> WrittenPart:
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / name
+    tmp = directory / f".{name}.{os.getpid()}.tmp"
+    table = pa.Table.from_pandas(rows, schema=SCHEMA, preserve_index=False)
+    with open(tmp, "wb") as fh:
+        pq.write_table(table, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(directory)
+    product = directory.parent.name.split("=", 1)[1]
+    return WrittenPart(final, product, directory.name.split("=", 1)[1], len(rows))
+
+
+def remove_stale_temp_files(features_dir: Path) -> int:
+    """Delete `.part-stream-*.tmp` files left by featurizers that died mid-write (pid gone)."""
+    removed = 0
+    for tmp in Path(features_dir).glob("product=*/date=*/.part-stream-*.tmp"):
+        m = _TMP.match(tmp.name)
+        if m and not _pid_alive(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stream_files(features_dir: Path, product: str | None = None) -> list[Path]:
+    pattern = f"product={product or '*'}/date=*/{STREAM_PREFIX}*.parquet"
+    return sorted(Path(features_dir).glob(pattern))
+
+
+def load_durable_state(features_dir: Path, history_s: float = HISTORY_S) -> dict[str, DurableState]:
+    """Per product: where the stream Parquet stops, and the window a restarted engine re-warms from.
+
+    Reads only the key/lineage columns of the newest files of each product (newest first, by name =
+    first event time) until it has passed `history_s` before the last written row.
+    """
+    history_ns = int(history_s * NS)
+    out: dict[str, DurableState] = {}
+    root = Path(features_dir)
+    for product_dir in sorted(root.glob("product=*")):
+        product = product_dir.name.split("=", 1)[1]
+        files = [f for f in product_dir.glob(f"date=*/{STREAM_PREFIX}*.parquet") if _NAME.match(f.name)]
+        files.sort(key=lambda f: (int(_NAME.match(f.name).group(1)), f.name), reverse=True)
+        parts: list[pd.DataFrame] = []
+        last_ns: int | None = None
+        for f in files:
+            cols = pq.read_table(
+                f, columns=["event_time_ns", "sequence", "source_partition", "source_offset"]
+            ).to_pandas()
+            if cols.empty:
+                continue
+            parts.append(cols)
+            file_max = int(cols["event_time_ns"].max())
+            last_ns = file_max if last_ns is None else max(last_ns, file_max)
+            if int(cols["event_time_ns"].min()) < last_ns - history_ns:
+                break
+        if last_ns is None:
+            continue
+        rows = pd.concat(parts, ignore_index=True)
+        rows = rows[rows["event_time_ns"] >= last_ns - history_ns]
+        warm = rows.groupby("source_partition")["source_offset"].min()
+        out[product] = DurableState(
+            product_id=product,
+            last_event_time_ns=last_ns,
+            window_ids=set(zip(rows["event_time_ns"].tolist(), rows["sequence"].tolist(), strict=True)),
+            warm_offsets={int(p): int(o) for p, o in warm.items()},
+        )
+    return out
+
+
+def read_stream_features(features_dir: Path, product: str | None = None) -> pd.DataFrame:
+    """Every stream-written row (for tests and tools), sorted by product and event time."""
+    files = stream_files(features_dir, product)
+    if not files:
+        return SCHEMA.empty_table().to_pandas()
+    frame = pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files]).to_pandas()
+    return frame.sort_values(["product_id", "event_time_ns", "source_partition", "source_offset"],
+                             kind="stable").reset_index(drop=True)
