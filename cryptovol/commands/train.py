@@ -1,0 +1,140 @@
+"""`cryptovol train`: walk-forward evaluation, MLflow tracking, registration and the promotion gate."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+HELP = "train and evaluate spike models (baselines, logistic, XGBoost), register and gate the challenger"
+
+log = logging.getLogger(__name__)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_argument_group("data (default: the landing files under the data dir)")
+    src.add_argument("--real-data", type=Path, metavar="DIR",
+                     help="recorded data: the shared data dir (uses its Dec-2025 series and, for the "
+                          "out-of-period check, its 2026-04 slices) or any folder of recordings")
+    src.add_argument("--input", type=Path, nargs="+", metavar="PATH",
+                     help="explicit recording/landing files or folders (overrides --real-data)")
+    src.add_argument("--out-of-period", type=Path, nargs="*", metavar="PATH",
+                     help="recordings scored by the champion after training, never trained on "
+                          "(default with --real-data: each 2026-04 slice)")
+    src.add_argument("--products", default="BTC-USD", help="comma-separated products (default BTC-USD)")
+    src.add_argument("--min-segment-s", type=float, default=900.0,
+                     help="drop segments shorter than this (default 900 s)")
+    mdl = parser.add_argument_group("models and validation")
+    mdl.add_argument("--folds", type=int, default=5)
+    mdl.add_argument("--scheme", choices=["expanding", "rolling"], default="expanding")
+    mdl.add_argument("--embargo-s", type=float, default=60.0, help="purge gap, >= label horizon")
+    mdl.add_argument("--horizon-s", type=int, default=60)
+    mdl.add_argument("--quantile", type=float, default=0.9, help="spike = ratio above this training quantile")
+    mdl.add_argument("--label", choices=["relative", "absolute"], default="relative")
+    mdl.add_argument("--models", default="logistic,xgboost", help="learned model kinds")
+    mdl.add_argument("--alert-rate", type=float, default=None,
+                     help="choose the decision threshold for this alert rate (default: best F1)")
+    mdl.add_argument("--xgb-trees", type=int, default=400)
+    mdl.add_argument("--n-jobs", type=int, default=2)
+    reg = parser.add_argument_group("tracking and registry")
+    reg.add_argument("--margin", type=float, default=0.01, help="PR-AUC margin to replace the champion")
+    reg.add_argument("--experiment", default=None, help="MLflow experiment (default cryptovol-spike)")
+    reg.add_argument("--no-register", action="store_true", help="track only; do not register or gate")
+    reg.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="extra MLflow run tag")
+    out = parser.add_argument_group("reports")
+    out.add_argument("--report", type=Path, help="write the model report (e.g. docs/MODEL_REPORT.md)")
+    out.add_argument("--model-card", type=Path,
+                     help="write the champion's model card (e.g. docs/model_card.md)")
+
+
+def _sources(args: argparse.Namespace, settings) -> tuple[list[Path], dict[str, list[Path]], str]:
+    from cryptovol.models.dataset import MAIN_REAL_SERIES, OUT_OF_PERIOD_SERIES
+
+    oop: dict[str, list[Path]] = {}
+    if args.input:
+        train_paths, source = list(args.input), ", ".join(map(str, args.input))
+    elif args.real_data:
+        root = args.real_data
+        main = root / MAIN_REAL_SERIES
+        train_paths = [main if main.is_dir() else root]
+        source = str(train_paths[0])
+        slices = root / OUT_OF_PERIOD_SERIES
+        if args.out_of_period is None and slices.is_dir():
+            oop = {p.name: [p] for p in sorted(slices.iterdir()) if p.is_dir()}
+    else:
+        train_paths, source = [settings.raw_dir], f"landing files under {settings.raw_dir}"
+    for path in args.out_of_period or []:
+        oop[path.stem.split(".")[0]] = [path]
+    return train_paths, oop, source
+
+
+def run(args: argparse.Namespace) -> int:
+    from cryptovol.config import Settings, parse_products
+    from cryptovol.labels import LabelConfig
+    from cryptovol.models.dataset import build_training_set, load_recorded_ticks
+    from cryptovol.models.registry import GateConfig
+    from cryptovol.models.training import TrainConfig, train
+    from cryptovol.models.walkforward import WalkForwardConfig
+
+    settings = Settings.from_env()
+    products = parse_products(args.products)
+    train_paths, oop_paths, source = _sources(args, settings)
+    try:
+        ticks, read_info = load_recorded_ticks(train_paths, products=products)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}. Record or simulate data first (`cryptovol simulate`, `cryptovol ingest`) "
+              "or pass --real-data ../shared/data", file=sys.stderr)
+        return 1
+    label = LabelConfig(kind=args.label, horizon_s=args.horizon_s, quantile=args.quantile)
+    training_set = build_training_set(ticks, label, min_segment_s=args.min_segment_s)
+    training_set.info["source"] = source
+    training_set.info["files"] = read_info["files"]
+    print(f"training set: {training_set.n_rows} rows from {read_info['files']} files "
+          f"({training_set.info['segments_kept']} of {training_set.info['segments_total']} segments kept)")
+    if training_set.n_rows < 200:
+        print(f"error: only {training_set.n_rows} usable rows; need longer recordings "
+              f"(segments >= {args.min_segment_s:.0f} s) or a lower --min-segment-s", file=sys.stderr)
+        return 1
+    oop_sets = {}
+    for name, paths in oop_paths.items():
+        oop_ticks, _ = load_recorded_ticks(paths, products=products)
+        # Later-regime slices are 10-20 min long: keep them whole (warm-up still applies).
+        oop_sets[name] = build_training_set(oop_ticks, label, min_segment_s=0.0)
+    learned = tuple(k.strip() for k in args.models.split(",") if k.strip())
+    config = TrainConfig(
+        label=label,
+        walk_forward=WalkForwardConfig(n_folds=args.folds, scheme=args.scheme, embargo_s=args.embargo_s),
+        learned_kinds=learned,
+        target_alert_rate=args.alert_rate,
+        gate=GateConfig(min_pr_auc_gain=args.margin),
+        model_params={"xgboost": {"n_estimators": args.xgb_trees, "n_jobs": args.n_jobs}},
+    )
+    tags = dict(t.split("=", 1) for t in args.tag if "=" in t)
+    result = train(training_set, settings=settings, config=config, run_tags=tags or None,
+                   experiment_name=args.experiment, register=not args.no_register,
+                   out_of_period=oop_sets or None)
+    print(result.summary_line())
+    print(f"MLflow run {result.run_id} at {settings.mlflow_tracking_uri}")
+    argv = sys.argv[1:]
+    command = "cryptovol " + " ".join(argv[argv.index("train"):]) if "train" in argv else "cryptovol train"
+    if args.report:
+        from cryptovol.models.report import render_report
+
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(render_report(result, command=command))
+        print(f"report written to {args.report}")
+    if args.model_card:
+        from cryptovol.models.pyfunc import load_spike_model
+        from cryptovol.models.report import render_model_card
+
+        champion = None
+        if not args.no_register:
+            try:
+                champion = load_spike_model(f"models:/{settings.model_name}@champion").describe()
+            except Exception as exc:  # noqa: BLE001 - no champion yet: describe the challenger
+                log.warning("no champion (%s); the model card describes the new challenger", exc)
+        args.model_card.parent.mkdir(parents=True, exist_ok=True)
+        args.model_card.write_text(render_model_card(result, champion))
+        print(f"model card written to {args.model_card}")
+    return 0

@@ -1,0 +1,173 @@
+"""The training matrix: ticks -> segments -> features -> labels -> one row per second.
+
+Why each step:
+- Segments: a gap longer than `MAX_GAP_S` (reconnects, missing files) ends a segment; features
+  warm up again after it and labels never reach across it. Segments shorter than
+  `min_segment_s` are dropped: after the 300 s warm-up and the 60 s label horizon they would
+  contribute a handful of rows dominated by warm-up effects.
+- Features come from `cryptovol.features.compute_features` (the one implementation shared with
+  the stream and the service) on every tick; labels from `cryptovol.labels.make_labels` (forward
+  realized vol strictly after t, on the same ticks).
+- One row per second (the last tick of each whole second): ticks arrive irregularly, so training
+  on every tick would overweight busy periods and multiply autocorrelated near-duplicate rows.
+- The spike label itself (`spike`) is NOT set here: its threshold is a quantile fitted on each
+  fold's training rows only (see `cryptovol.models.walkforward`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET, MAX_GAP_S
+from cryptovol.labels import LabelConfig, make_labels
+from cryptovol.ticks import format_timestamp_ns
+
+log = logging.getLogger(__name__)
+
+SEC = 1_000_000_000
+#: The main real series and the later-regime slices (folder names under the shared data dir).
+MAIN_REAL_SERIES = "coinbase_advtrade_ticker_btcusd_2025-12"
+OUT_OF_PERIOD_SERIES = "coinbase_advtrade_ticker_2026-04_slices"
+#: Recording files left out by default, with the reason (see that folder's SOURCE.md).
+DEFAULT_EXCLUDES: dict[str, str] = {
+    "ticks_BTCUSD_20251130_235646": "second recorder running in parallel with ..._235611 "
+                                    "(overlapping, partly different records)",
+}
+LABEL_COLUMNS = ("fwd_rv", "vol_ratio")
+
+
+@dataclass
+class TrainingSet:
+    """Rows on the 1 s grid with keys, `segment`, FEATURE_NAMES, `fwd_rv`, `vol_ratio`."""
+
+    frame: pd.DataFrame
+    label_config: LabelConfig
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.frame)
+
+    def window(self) -> dict[str, Any]:
+        t = self.frame["event_time_ns"]
+        if t.empty:
+            return {}
+        return {
+            "first_event_time": format_timestamp_ns(int(t.min())),
+            "last_event_time": format_timestamp_ns(int(t.max())),
+            "first_event_time_ns": int(t.min()),
+            "last_event_time_ns": int(t.max()),
+        }
+
+
+def split_segments(event_time_ns: np.ndarray, max_gap_s: float = MAX_GAP_S) -> np.ndarray:
+    """Segment number per tick of one product's time-sorted ticks (new segment after a long gap)."""
+    t = np.asarray(event_time_ns, dtype=np.int64)
+    if t.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.r_[0, np.cumsum(np.diff(t) > int(max_gap_s * SEC))].astype(np.int64)
+
+
+def sample_last_per_second(frame: pd.DataFrame, grid_s: int = 1) -> pd.DataFrame:
+    """Keep the last row of each whole `grid_s` second per (product, segment)."""
+    bucket = frame["event_time_ns"].to_numpy(np.int64) // (grid_s * SEC)
+    keys = pd.DataFrame({"p": frame["product_id"].to_numpy(), "s": frame["segment"].to_numpy(),
+                         "b": bucket})
+    last = ~keys.duplicated(keep="last").to_numpy()
+    return frame.loc[last].reset_index(drop=True)
+
+
+def build_training_set(
+    ticks: pd.DataFrame,
+    label_config: LabelConfig | None = None,
+    *,
+    grid_s: int = 1,
+    min_segment_s: float = 900.0,
+    max_gap_s: float = MAX_GAP_S,
+) -> TrainingSet:
+    """Tick frame (any products) -> `TrainingSet` (see the module docstring for the steps)."""
+    from cryptovol.features import compute_features
+
+    config = label_config or LabelConfig()
+    ticks = ticks.drop_duplicates(
+        subset=["product_id", "event_time_ns", "best_bid", "best_ask", "best_bid_qty", "best_ask_qty"]
+    )
+    parts: list[pd.DataFrame] = []
+    info: dict[str, Any] = {"ticks": int(len(ticks)), "segments_total": 0, "segments_kept": 0,
+                            "segments_dropped_short": 0, "kept_seconds": 0.0}
+    segment_offset = 0
+    for product, group in ticks.groupby("product_id", sort=True, observed=True):
+        group = group.sort_values("event_time_ns", kind="stable").reset_index(drop=True)
+        seg = split_segments(group["event_time_ns"].to_numpy(), max_gap_s)
+        for seg_id in np.unique(seg):
+            seg_ticks = group.loc[seg == seg_id].reset_index(drop=True)
+            t = seg_ticks["event_time_ns"].to_numpy()
+            duration = (t[-1] - t[0]) / SEC
+            info["segments_total"] += 1
+            if duration < min_segment_s:
+                info["segments_dropped_short"] += 1
+                continue
+            info["segments_kept"] += 1
+            info["kept_seconds"] += float(duration)
+            features = compute_features(seg_ticks)
+            features["segment"] = segment_offset + int(seg_id)
+            parts.append(_labelled_grid(features, config, grid_s))
+        segment_offset += int(seg.max()) + 1 if seg.size else 0
+        log.info("%s: %d ticks in %d segments", product, len(group), int(seg.max()) + 1 if seg.size else 0)
+    if parts:
+        frame = pd.concat(parts, ignore_index=True)
+        frame = frame.sort_values(["event_time_ns", "product_id"], kind="stable").reset_index(drop=True)
+    else:
+        frame = pd.DataFrame(columns=[*FEATURE_SET.columns, *LABEL_COLUMNS, "segment"])
+    frame["product_id"] = frame["product_id"].astype(str)
+    info.update({"rows": int(len(frame)), "grid_s": grid_s, "min_segment_s": min_segment_s,
+                 "products": sorted(frame["product_id"].unique().tolist())})
+    return TrainingSet(frame=frame, label_config=config, info=info)
+
+
+def _labelled_grid(features: pd.DataFrame, config: LabelConfig, grid_s: int) -> pd.DataFrame:
+    """Grid rows (last tick of each second, chosen from ticks alone) with their labels.
+
+    Labels are computed on every tick (the forward path needs them all) and joined by row
+    position, so repeated keys in recordings without sequence numbers cannot mismatch, and a grid
+    row never depends on whether later data exists to label a neighbouring tick.
+    """
+    positional = features.assign(sequence=np.arange(len(features), dtype=np.int64))
+    labels = make_labels(positional, config)
+    fwd = np.full(len(features), np.nan)
+    ratio = np.full(len(features), np.nan)
+    pos = labels["sequence"].to_numpy(np.int64)
+    fwd[pos] = labels["fwd_rv"].to_numpy(float)
+    ratio[pos] = labels["vol_ratio"].to_numpy(float)
+    out = features.assign(fwd_rv=fwd, vol_ratio=ratio)
+    out = sample_last_per_second(out, grid_s)
+    return out[np.isfinite(out[config.value_column].to_numpy(float))].reset_index(drop=True)
+
+
+def load_recorded_ticks(
+    paths: Iterable[str | Path],
+    *,
+    products: Iterable[str] | None = ("BTC-USD",),
+    exclude: Iterable[str] = tuple(DEFAULT_EXCLUDES),
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Ticks of the recordings under `paths` (via `cryptovol.recorded`), minus excluded files."""
+    from cryptovol.recorded import ReadReport, expand_paths, load_ticks
+
+    files = [p for p in expand_paths(paths) if not any(x in p.name for x in exclude)]
+    report = ReadReport()
+    ticks = load_ticks(files, products=products, on_error="skip", report=report) if files else None
+    if ticks is None:
+        raise FileNotFoundError(f"no recording files under {list(map(str, paths))}")
+    return ticks, {"files": len(files), "read": report.as_dict()}
+
+
+def feature_matrix(frame: pd.DataFrame) -> pd.DataFrame:
+    """Just the feature columns (what a model sees), in contract order."""
+    return frame.loc[:, FEATURE_NAMES]

@@ -1,0 +1,71 @@
+"""Fit one model kind on a fold's training part and calibrate/threshold it on its validation part."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cryptovol.models.baselines import EwmaScorer, HarScorer, PersistenceScorer
+from cryptovol.models.calibration import choose_calibrator, choose_decision_threshold
+from cryptovol.models.classifiers import LogisticScorer, Scorer, SpikePredictor, XGBoostScorer
+from cryptovol.models.metrics import pr_auc
+
+LEARNED_KINDS = ("logistic", "xgboost")
+
+
+class SingleClassError(ValueError):
+    """Training rows without both classes (a calm stretch with no spike, or only spikes)."""
+
+
+BASELINE_KINDS = ("persistence", "ewma", "har")
+ALL_KINDS = (*BASELINE_KINDS, *LEARNED_KINDS)
+
+
+def make_scorer(kind: str, *, horizon_s: float, params: dict[str, Any] | None = None) -> Scorer:
+    params = dict(params or {})
+    if kind == "logistic":
+        return LogisticScorer(**params)
+    if kind == "xgboost":
+        return XGBoostScorer(**params)
+    if kind == "persistence":
+        return PersistenceScorer(**params)
+    if kind == "ewma":
+        return EwmaScorer(horizon_s=horizon_s, **params)
+    if kind == "har":
+        return HarScorer(horizon_s=horizon_s, **params)
+    raise ValueError(f"unknown model kind {kind!r}; expected one of {ALL_KINDS}")
+
+
+def fit_predictor(
+    kind: str,
+    fit_frame: pd.DataFrame,
+    y_fit: np.ndarray,
+    val_frame: pd.DataFrame,
+    y_val: np.ndarray,
+    *,
+    fwd_rv_fit: np.ndarray | None = None,
+    horizon_s: float = 60.0,
+    target_alert_rate: float | None = None,
+    params: dict[str, Any] | None = None,
+) -> tuple[SpikePredictor, dict[str, float]]:
+    """Fit the scorer on `fit_frame`, then choose calibration and the decision threshold on the
+    validation rows (never on test). Returns the predictor and validation diagnostics, among them
+    `selection_pr_auc`: PR-AUC on the second half of validation, which no fitting step has used
+    (XGBoost early-stops on the first half), so candidates can be compared on it fairly."""
+    if len(np.unique(np.asarray(y_fit, bool))) < 2:
+        raise SingleClassError(f"{kind}: the fold's fit rows hold a single class; nothing to learn")
+    scorer = make_scorer(kind, horizon_s=horizon_s, params=params)
+    scorer.fit(fit_frame, np.asarray(y_fit, bool), fwd_rv=fwd_rv_fit, val_frame=val_frame,
+               y_val=np.asarray(y_val, bool))
+    val_score = scorer.score(val_frame)
+    calibrator, diag = choose_calibrator(val_score, y_val)
+    probability = calibrator.transform(val_score)
+    threshold = choose_decision_threshold(probability, y_val, target_alert_rate=target_alert_rate)
+    y_val = np.asarray(y_val, bool)
+    half = len(y_val) // 2
+    diag = {**diag, "decision_threshold": threshold,
+            "selection_pr_auc": pr_auc(y_val[half:], val_score[half:])}
+    return SpikePredictor(kind=kind, scorer=scorer, calibrator=calibrator,
+                          decision_threshold=threshold), diag
