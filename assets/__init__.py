@@ -1,0 +1,1 @@
+"""Dagster assets: each calls one cryptovol core function and records what happened."""

@@ -1,0 +1,67 @@
+"""`drift_report`: Evidently drift of recent features against the champion's training window."""
+
+import dagster as dg
+from pydantic import Field
+
+from assets.metadata import path_value
+from orchestration.resources import LakeResource, MlflowResource
+
+
+class DriftReportConfig(dg.Config):
+    current_minutes: float = Field(
+        default=15.0, description="Length of the current window, ending at the newest feature row."
+    )
+    threshold: float = Field(
+        default=0.5, description="Per-column drift threshold (normalized Wasserstein distance)."
+    )
+    drift_share: float = Field(
+        default=0.5, description="Dataset drift when at least this share of monitored columns drifted."
+    )
+    sample_every_s: float = Field(
+        default=1.0, description="Decimate to one row per product per this many seconds before testing."
+    )
+
+
+@dg.asset(
+    deps=["features", "champion_model"],
+    group_name="monitoring",
+    kinds={"evidently", "html"},
+    description=(
+        "Evidently data-drift report (HTML + JSON summary under `<data>/reports/drift/`): recent "
+        "features vs the champion's training window. The drift sensor reads the JSON summaries."
+    ),
+)
+def drift_report(
+    context: dg.AssetExecutionContext, config: DriftReportConfig, lake: LakeResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
+    from cryptovol.drift import DriftConfig, DriftError, build_drift_report
+
+    drift_config = DriftConfig(
+        threshold=config.threshold,
+        drift_share=config.drift_share,
+        sample_every_s=config.sample_every_s,
+        current_minutes=config.current_minutes,
+    )
+    settings = mlflow.settings_for(lake.settings())
+    mlflow.activate(settings)
+    try:
+        result = build_drift_report(settings, drift_config)
+    except DriftError as exc:
+        raise dg.Failure(description=f"cannot compute a drift report: {exc}") from exc
+    summary = result.summary
+    metadata = {
+        "drift_share": dg.MetadataValue.float(float(summary["drift_share"])),
+        "dataset_drift": dg.MetadataValue.bool(bool(summary["dataset_drift"])),
+        "drifted_columns": ", ".join(summary["drifted_columns"]) or "none",
+        "n_reference": dg.MetadataValue.int(int(summary["n_reference"])),
+        "n_current": dg.MetadataValue.int(int(summary["n_current"])),
+        "reference_window": dg.MetadataValue.json(summary["reference_window"]),
+        "current_window": dg.MetadataValue.json(summary["current_window"]),
+        "json_path": path_value(summary["json_path"]),
+    }
+    if summary.get("html_path"):
+        metadata["html_path"] = path_value(summary["html_path"])
+    if summary.get("reference_source"):
+        metadata["reference_source"] = str(summary["reference_source"])
+    context.log.info(f"drift share {summary['drift_share']:.2f}; drifted: {metadata['drifted_columns']}")
+    return dg.MaterializeResult(metadata=metadata)

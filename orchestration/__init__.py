@@ -1,0 +1,1 @@
+"""Dagster wiring for cryptovol: Definitions, resources, jobs, schedules (thin adapters)."""

@@ -1,0 +1,1 @@
+"""Dagster sensors: new landing files, drift -> retrain, run and check failure alerts."""

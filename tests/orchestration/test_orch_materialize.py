@@ -1,0 +1,249 @@
+"""The whole asset graph materialized in-process on a small synthetic day, with real outputs on
+disk and in MLflow (SQLite store in tmp), and a blocking check that stops downstream assets."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from assets.checks import FRESHNESS_CHECKS, SUITE_CHECKS
+from assets.features import features
+from assets.ingest import raw_ticks
+from assets.monitoring import drift_report
+from assets.partitions import partition_key
+from assets.training import TRAINING_ASSETS
+from cryptovol.alerts import CHAMPION_CHANGED, CHECK_FAILED, RUN_FAILED, read_alerts
+from cryptovol.simulator.synthetic import generate_landing_files
+from orchestration.definitions import defs
+from orchestration.resources import default_resources
+from sensors.alerts import asset_check_failure_alerts, run_failure_alerts
+
+DAY = "2025-12-01"
+PRODUCTS = ("BTC-USD", "ETH-USD")
+START = datetime(2025, 12, 1, 10, 0, tzinfo=UTC)
+
+#: Small but real: 3 purged folds, fewer trees and bootstrap draws, a gate forced open so the
+#: first model becomes champion (the gate itself still runs and records its decision).
+FAST_TRAINING = {
+    "ops": {
+        "training_dataset": {"config": {"n_folds": 3}},
+        "baseline_model": {"config": {"n_boot": 50}},
+        "logistic_model": {"config": {"n_boot": 50}},
+        "xgboost_model": {"config": {"n_boot": 50, "n_estimators": 60, "regression_view": False}},
+        "champion_model": {"config": {"min_pr_auc_gain": -1.0}},
+        "drift_report": {"config": {"current_minutes": 5.0}},
+    }
+}
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    [materialization] = result.asset_materializations_for_node(asset)
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def ingest(instance: dg.DagsterInstance, product: str, **kwargs) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [raw_ticks, features, *SUITE_CHECKS],
+        partition_key=partition_key(DAY, product),
+        resources=default_resources(),
+        instance=instance,
+        **kwargs,
+    )
+
+
+@pytest.mark.slow  # ~1 min idle, 2-3 min on a loaded 2-core box (3 MLflow models, Evidently)
+def test_whole_graph_materializes_on_a_synthetic_day(data_dir: Path, instance) -> None:
+    import mlflow
+
+    generate_landing_files(data_dir, PRODUCTS, START, duration_s=1200, seed=11)
+
+    for product in PRODUCTS:
+        result = ingest(instance, product)
+        assert result.success
+        landing = data_dir / "raw" / product / f"{DAY}.ndjson"
+        raw_meta = metadata(result, "raw_ticks")
+        assert raw_meta["rows"] == len(landing.read_text().splitlines())
+        assert raw_meta["dead_lettered"] == 0
+        assert raw_meta["path"] == str(landing.resolve())
+        assert raw_meta["first_event_time"].startswith("2025-12-01T10:00")
+        feature_meta = metadata(result, "features")
+        parquet = pd.read_parquet(feature_meta["path"])
+        assert feature_meta["rows"] == len(parquet) == raw_meta["rows"]
+        assert feature_meta["schema_version"] == parquet["feature_set_version"].iloc[0]
+        assert "| product_id" in feature_meta["preview"]
+        checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+        assert checks == {"raw_ticks_suite": True, "features_suite": True}
+
+    result = dg.materialize(
+        [*TRAINING_ASSETS, drift_report],
+        resources=default_resources(),
+        instance=instance,
+        run_config=FAST_TRAINING,
+    )
+    assert result.success
+    run_id = result.run_id
+
+    labels = pd.read_parquet(metadata(result, "labels")["path"])
+    assert {"fwd_rv", "vol_ratio"} <= set(labels.columns) and labels["fwd_rv"].notna().all()
+    assert metadata(result, "training_dataset")["purge_gap_s"] == 60.0
+
+    # Every model run is in MLflow, tagged with this Dagster run, and linked from the asset.
+    experiment = mlflow.get_experiment_by_name("cryptovol-spike")
+    runs = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.dagster_run_id = '{run_id}'")
+    assert len(runs) == 3
+    for asset in ("baseline_model", "logistic_model", "xgboost_model"):
+        meta = metadata(result, asset)
+        assert meta["mlflow_run_id"] in set(runs["run_id"])
+        assert meta["mlflow_run_id"] in meta["mlflow_run_url"]
+        assert 0.0 <= meta["test_pr_auc"] <= 1.0
+        assert set(runs.loc[runs["run_id"] == meta["mlflow_run_id"], "tags.dagster_asset"]) == {asset}
+
+    chosen = metadata(result, "model_evaluation")["chosen_kind"]
+    assert chosen in ("logistic", "xgboost")
+    champion = metadata(result, "champion_model")
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("cryptovol-spike", "champion")
+    assert champion["champion_version"] == str(version.version) == "1"
+    assert version.tags["dagster_run_id"] == run_id
+    assert version.tags["cryptovol.model_kind"] == chosen
+    assert champion["promoted"] is True and "baseline" in champion["reference"]
+    [alert] = read_alerts(data_dir / "alerts" / "alerts.jsonl", kind=CHAMPION_CHANGED)
+    assert alert["details"]["champion"] == "1" and alert["details"]["previous"] is None
+
+    drift = metadata(result, "drift_report")
+    summary = json.loads(Path(drift["json_path"]).read_text())
+    assert summary["drift_share"] == pytest.approx(drift["drift_share"])
+    assert Path(drift["html_path"]).stat().st_size > 0
+    assert summary["reference_source"].startswith("champion training window")
+
+
+def test_model_asset_runs_are_tracked_in_mlflow_with_the_dagster_run(data_dir: Path, instance) -> None:
+    """The default-suite slice of the training graph: labels -> training_dataset -> logistic_model."""
+    import mlflow
+
+    generate_landing_files(data_dir, ["BTC-USD"], START, duration_s=1200, seed=4)
+    assert ingest(instance, "BTC-USD").success
+    by_name = {a.key.to_user_string(): a for a in TRAINING_ASSETS}
+    result = dg.materialize(
+        [by_name["labels"], by_name["training_dataset"], by_name["logistic_model"]],
+        resources=default_resources(),
+        instance=instance,
+        run_config={
+            "ops": {
+                "training_dataset": {"config": {"n_folds": 2}},
+                "logistic_model": {"config": {"n_boot": 20, "C": 0.5}},
+            }
+        },
+    )
+    assert result.success
+    dataset = metadata(result, "training_dataset")
+    assert dataset["train_rows"] > 0 and dataset["validation_rows"] > 0 and dataset["test_rows"] > 0
+    assert dataset["purge_gap_s"] == 60.0
+    meta = metadata(result, "logistic_model")
+    run = mlflow.get_run(meta["mlflow_run_id"])
+    assert run.data.tags["dagster_run_id"] == result.run_id
+    assert run.data.tags["dagster_asset"] == "logistic_model"
+    assert run.data.params["logistic.C"] == "0.5"
+    assert run.info.status == "FINISHED"  # the asset ended its MLflow run
+    assert mlflow.active_run() is None
+    assert meta["mlflow_run_url"].endswith(f"/runs/{run.info.run_id}")
+    assert meta["model_uri"].startswith("models:/")
+    assert "| persistence" in meta["vs_baselines"]
+
+
+def test_failing_blocking_check_stops_downstream_and_alerts(data_dir: Path, instance) -> None:
+    generate_landing_files(data_dir, ["BTC-USD"], START, duration_s=120, seed=5)
+    landing = data_dir / "raw" / "BTC-USD" / f"{DAY}.ndjson"
+    lines = landing.read_text().splitlines()
+    # A replayed old line at the end: event time jumps back by ~2 minutes (an ERROR expectation).
+    landing.write_text("\n".join([*lines, lines[5]]) + "\n")
+
+    result = ingest(instance, "BTC-USD", raise_on_error=False)
+
+    assert not result.success
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "raw_ticks_suite"]
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert "event_time_backstep_s" in evaluation.metadata["failures"].value
+    assert len(result.asset_materializations_for_node("raw_ticks")) == 1
+    assert result.asset_materializations_for_node("features") == []
+    assert not (data_dir / "features").exists()
+
+    # The failed check and the failed run each become one alert.
+    context = dg.build_sensor_context(instance=instance, definitions=defs, resources=default_resources())
+    asset_check_failure_alerts.evaluate_tick(context)
+    again = dg.build_sensor_context(
+        instance=instance, definitions=defs, resources=default_resources(), cursor=context.cursor
+    )
+    asset_check_failure_alerts.evaluate_tick(again)
+    alerts_log = data_dir / "alerts" / "alerts.jsonl"
+    [check_alert] = read_alerts(alerts_log, kind=CHECK_FAILED)
+    assert check_alert["details"]["check"] == "raw_ticks:raw_ticks_suite"
+    assert check_alert["details"]["partition"] == f"{DAY}|BTC-USD"
+    assert check_alert["severity"] == "error"
+
+    # Re-validating the same broken partition fails again, but is not alerted again.
+    rerun = ingest(instance, "BTC-USD", raise_on_error=False)
+    assert not rerun.success
+    third = dg.build_sensor_context(
+        instance=instance, definitions=defs, resources=default_resources(), cursor=again.cursor
+    )
+    assert "1 repeated failure(s) not re-sent" in asset_check_failure_alerts.evaluate_tick(third).skip_message
+    assert len(read_alerts(alerts_log, kind=CHECK_FAILED)) == 1
+
+    run = instance.get_run_by_id(result.run_id)
+    [failure] = [
+        e for e in instance.all_logs(result.run_id) if e.dagster_event_type == dg.DagsterEventType.RUN_FAILURE
+    ]
+    run_context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alerts",
+        dagster_event=failure.dagster_event,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources=default_resources(),
+    ).for_run_failure()
+    run_failure_alerts(run_context)
+    [run_alert] = read_alerts(alerts_log, kind=RUN_FAILED)
+    assert run_alert["details"]["run_id"] == result.run_id
+    assert run_alert["severity"] == "error"
+    rerun_failure = next(
+        e for e in instance.all_logs(rerun.run_id) if e.dagster_event_type == dg.DagsterEventType.RUN_FAILURE
+    )
+    run_failure_alerts(
+        dg.build_run_status_sensor_context(
+            sensor_name="run_failure_alerts",
+            dagster_event=rerun_failure.dagster_event,
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(rerun.run_id),
+            resources=default_resources(),
+        ).for_run_failure()
+    )
+    assert len(read_alerts(alerts_log, kind=RUN_FAILED)) == 1  # still failing: no second alert
+
+
+def test_freshness_checks_report_stale_and_fresh_data(data_dir: Path, instance) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    generate_landing_files(
+        data_dir, ["BTC-USD"], now.replace(second=0) - pd.Timedelta(minutes=3), duration_s=60, seed=2
+    )
+    freshness = FRESHNESS_CHECKS
+    job = dg.define_asset_job("fresh", selection=dg.AssetSelection.checks(*freshness))
+    check_defs = dg.Definitions(
+        assets=[raw_ticks, features], asset_checks=freshness, jobs=[job], resources=default_resources()
+    )
+    result = check_defs.resolve_job_def("fresh").execute_in_process(instance=instance)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert evaluations["raw_ticks_freshness"].passed
+    assert 60 < evaluations["raw_ticks_freshness"].metadata["age_s"].value < 3600
+    assert not evaluations["features_freshness"].passed  # nothing featurized yet
+    assert evaluations["features_freshness"].severity == dg.AssetCheckSeverity.WARN
