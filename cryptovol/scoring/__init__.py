@@ -1,0 +1,1 @@
+"""Streaming scoring: the champion applied to the live feature stream (`cryptovol score`)."""
