@@ -5,10 +5,13 @@ Each step calls the cryptovol core (`cryptovol.labels`, `cryptovol.models.*`) an
 under `<data>/training/` for the next step:
 
 - `labels`: forward realized vol and the regime-relative ratio for every feature row in the lake.
-- `training_dataset`: feature rows + labels on a 1-second grid, segments split at gaps, with the
-  purged walk-forward folds (time-ordered fit / validation / test, embargo >= label horizon).
+- `training_dataset`: the same feature rows, labelled with the `labels` config on a 1-second grid,
+  segments split at gaps (`cryptovol.models.dataset.training_set_from_features`, shared with the
+  CLI), with the purged walk-forward folds (time-ordered fit / validation / test, embargo >= label
+  horizon).
 - `*_model`: purged walk-forward evaluation of one model kind against the baselines on those
-  folds, tracked as one MLflow run tagged with the Dagster run id (the fitted model is logged).
+  folds, tracked as one MLflow run (the fitted model is logged) nested under the Dagster run's
+  MLflow run from dagster-mlflow (`mlflow_tracking`); both are tagged with the Dagster run id.
 - `model_evaluation`: every kind side by side; the learned kind with the best mean validation
   PR-AUC is chosen (test folds are never used for choices, as in `cryptovol.models.training`).
 - `champion_model`: the chosen model is registered as challenger and goes through the promotion
@@ -29,7 +32,7 @@ from pydantic import Field
 from assets.metadata import numbers, path_value, preview, time_value
 from cryptovol.alerts import CHAMPION_CHANGED
 from cryptovol.config import Settings
-from orchestration.resources import AlertsResource, LakeResource, MlflowResource
+from orchestration.resources import AlertsResource, LakeResource, MlflowResource, MlflowTrackingResource
 
 SUMMARY_COLUMNS = ("pr_auc_mean", "pr_auc_std", "roc_auc_mean", "brier_mean", "f1_mean", "base_rate_mean")
 
@@ -167,9 +170,11 @@ class DatasetConfig(dg.Config):
     group_name="training",
     kinds={"parquet", "pandas"},
     description=(
-        "The training matrix: feature rows joined with labels on a 1 s grid, split into gap-free "
-        "segments, with time-ordered purged walk-forward folds (fit / validation / test, embargo >= "
-        "the label horizon). `<data>/training/training_set.pkl`."
+        "The training matrix: the feature rows of the labelled window, split into gap-free segments, "
+        "labelled with the `labels` config and sampled on a 1 s grid (`cryptovol.models.dataset."
+        "training_set_from_features`, the same code as `cryptovol train`), with time-ordered purged "
+        "walk-forward folds (fit / validation / test, embargo >= the label horizon). "
+        "`<data>/training/training_set.pkl`."
     ),
 )
 def training_dataset(
@@ -178,15 +183,13 @@ def training_dataset(
     import pandas as pd
 
     from cryptovol import lake as core_lake
-    from cryptovol.featureset import KEY_COLUMNS
     from cryptovol.labels import LabelConfig
-    from cryptovol.models.dataset import TrainingSet, sample_last_per_second, split_segments
+    from cryptovol.models.dataset import training_set_from_features
     from cryptovol.models.walkforward import WalkForwardConfig, walk_forward_folds
 
     settings = lake.settings()
-    label_path = training_dir(settings) / "labels.parquet"
-    label_frame = pd.read_parquet(label_path)
-    stored = json.loads(label_path.with_suffix(".json").read_text())
+    # The label definition and the day window are the ones `labels` was materialized with.
+    stored = json.loads((training_dir(settings) / "labels.json").read_text())
     label_config = LabelConfig(**stored["label_config"])
     walk_forward = WalkForwardConfig(
         n_folds=config.n_folds,
@@ -197,37 +200,10 @@ def training_dataset(
     walk_forward.check(label_config.horizon_s)
 
     features_frame = core_lake.read_features(settings, settings.products, stored["start"], stored["end"])
-    parts, info = [], {"segments_total": 0, "segments_kept": 0, "segments_dropped_short": 0}
-    segment_offset = 0
-    for _, group in features_frame.groupby("product_id", sort=True, observed=True):
-        group = group.sort_values("event_time_ns", kind="stable").reset_index(drop=True)
-        segment = split_segments(group["event_time_ns"].to_numpy())
-        span_s = group.groupby(segment)["event_time_ns"].agg(lambda t: (t.max() - t.min()) / 1e9)
-        keep = span_s[span_s >= config.min_segment_s].index
-        info["segments_total"] += len(span_s)
-        info["segments_kept"] += len(keep)
-        info["segments_dropped_short"] += len(span_s) - len(keep)
-        group["segment"] = segment + segment_offset
-        segment_offset += len(span_s)
-        parts.append(group.loc[pd.Series(segment).isin(keep).to_numpy()])
-    rows = pd.concat(parts, ignore_index=True) if parts else features_frame.assign(segment=0)
-    rows = rows.merge(
-        label_frame[[*KEY_COLUMNS, "fwd_rv", "vol_ratio"]].drop_duplicates(list(KEY_COLUMNS)),
-        on=list(KEY_COLUMNS),
-        how="inner",
+    training_set = training_set_from_features(
+        features_frame, label_config, grid_s=config.grid_s, min_segment_s=config.min_segment_s
     )
-    rows = sample_last_per_second(rows, config.grid_s)
-    rows = rows.sort_values(["event_time_ns", "product_id"], kind="stable").reset_index(drop=True)
-    rows["product_id"] = rows["product_id"].astype(str)
-    info.update(
-        {
-            "rows": len(rows),
-            "grid_s": config.grid_s,
-            "min_segment_s": config.min_segment_s,
-            "products": sorted(rows["product_id"].unique().tolist()),
-        }
-    )
-    training_set = TrainingSet(frame=rows, label_config=label_config, info=info)
+    rows, info = training_set.frame, training_set.info
 
     folds = list(
         walk_forward_folds(rows["event_time_ns"].to_numpy(), walk_forward, horizon_s=label_config.horizon_s)
@@ -309,9 +285,10 @@ def _evaluate_and_track(
     params: dict[str, Any],
     config: ModelRunConfig,
     lake: LakeResource,
-    mlflow: MlflowResource,
+    mlflow_tracking: MlflowTrackingResource,
 ) -> dg.MaterializeResult:
-    """Walk-forward evaluation of `kind` (+ `baselines`) and one MLflow run with the fitted model."""
+    """Walk-forward evaluation of `kind` (+ `baselines`) and one MLflow run with the fitted model,
+    nested under the Dagster run's MLflow run."""
     import pandas as pd
 
     from cryptovol.models.training import TrainConfig, evaluate_walk_forward, log_evaluation
@@ -331,9 +308,9 @@ def _evaluate_and_track(
         seed=config.seed,
     )
     evaluation = evaluate_walk_forward(training_set, train_config)
-    with mlflow.session(context, settings, run_name=f"dagster-{context.asset_key.to_user_string()}") as run:
+    with mlflow_tracking.child_run(context, run_name=f"dagster-{context.asset_key.to_user_string()}") as run:
         info = log_evaluation(evaluation, model_name=None, register=False)
-        run_meta = mlflow.run_metadata(run)
+        run_meta = mlflow_tracking.run_metadata(run)
     path = _atomic_bytes(
         training_dir(settings) / f"{kind}_evaluation.pkl",
         pickle.dumps({"evaluation": evaluation, "run_id": run.info.run_id, "model_uri": info.model_uri}),
@@ -372,7 +349,10 @@ def _evaluate_and_track(
     ),
 )
 def baseline_model(
-    context: dg.AssetExecutionContext, config: BaselineConfig, lake: LakeResource, mlflow: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: BaselineConfig,
+    lake: LakeResource,
+    mlflow_tracking: MlflowTrackingResource,
 ) -> dg.MaterializeResult:
     return _evaluate_and_track(
         context,
@@ -381,7 +361,7 @@ def baseline_model(
         params={},
         config=config,
         lake=lake,
-        mlflow=mlflow,
+        mlflow_tracking=mlflow_tracking,
     )
 
 
@@ -395,7 +375,10 @@ def baseline_model(
     ),
 )
 def logistic_model(
-    context: dg.AssetExecutionContext, config: LogisticConfig, lake: LakeResource, mlflow: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: LogisticConfig,
+    lake: LakeResource,
+    mlflow_tracking: MlflowTrackingResource,
 ) -> dg.MaterializeResult:
     from cryptovol.models.fitting import BASELINE_KINDS
 
@@ -406,7 +389,7 @@ def logistic_model(
         params={"C": config.C},
         config=config,
         lake=lake,
-        mlflow=mlflow,
+        mlflow_tracking=mlflow_tracking,
     )
 
 
@@ -420,7 +403,10 @@ def logistic_model(
     ),
 )
 def xgboost_model(
-    context: dg.AssetExecutionContext, config: XGBoostConfig, lake: LakeResource, mlflow: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: XGBoostConfig,
+    lake: LakeResource,
+    mlflow_tracking: MlflowTrackingResource,
 ) -> dg.MaterializeResult:
     from cryptovol.models.fitting import BASELINE_KINDS
 
@@ -440,7 +426,7 @@ def xgboost_model(
         params=params,
         config=config,
         lake=lake,
-        mlflow=mlflow,
+        mlflow_tracking=mlflow_tracking,
     )
 
 

@@ -1,4 +1,5 @@
-"""Resources: where the lake is, the query engine over it, MLflow, Kafka and the alert notifier.
+"""Resources: where the lake is, the query engine over it, MLflow (+ dagster-mlflow tracking of
+the model runs), Kafka and the alert notifier.
 
 Each value comes from the environment variable the rest of the platform reads (see
 `cryptovol.config`), through `EnvVar` when it is set at load time (resolved at launch, shown as
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from cryptovol.alerts import AlertNotifier
 from cryptovol.config import DEFAULT_BOOTSTRAP, DEFAULT_PRODUCTS, Settings, parse_products
@@ -68,11 +70,10 @@ class DuckDBResource(dg.ConfigurableResource):
 
 
 class MlflowResource(dg.ConfigurableResource):
-    """An MLflow session: tracking URI, experiment, registry model name, and Dagster run tags.
+    """Where MLflow data goes: tracking URI, experiment, registry model name, UI links.
 
-    `session()` starts a run tagged `dagster_run_id` (the tag dagster-mlflow uses), `dagster_job`,
-    `dagster_asset` (+ partition) so every MLflow run leads back to its Dagster run, and always
-    ends it (MLflow keeps a run open per process otherwise).
+    Used by every asset that reads or writes MLflow; the per-Dagster-run tracking of the model
+    assets goes through `MlflowTrackingResource` (dagster-mlflow) on top of this configuration.
     """
 
     tracking_uri: str = Field(
@@ -93,23 +94,14 @@ class MlflowResource(dg.ConfigurableResource):
         return replace(settings, mlflow_tracking_uri=uri, model_name=self.model_name)
 
     def activate(self, settings: Settings) -> str:
-        """Point this process's MLflow client at the store and experiment; returns the experiment id."""
+        """Point this process's MLflow client at the store and experiment (created with its
+        artifacts under the data dir, never ./mlruns); returns the experiment id."""
         from cryptovol.models.tracking import configure_tracking
 
         return configure_tracking(self.settings_for(settings), self.experiment)
 
-    @contextlib.contextmanager
-    def session(self, context: Any, settings: Settings, run_name: str) -> Iterator[Any]:
-        """An MLflow run for one asset materialization, tagged with the Dagster run; always ended."""
-        import mlflow
-
-        self.activate(settings)
-        while mlflow.active_run() is not None:  # a run leaked by an earlier failure in this process
-            mlflow.end_run(status="KILLED")
-        with mlflow.start_run(run_name=run_name, tags=self.dagster_tags(context)) as run:
-            yield run
-
     def dagster_tags(self, context: Any) -> dict[str, str]:
+        """`dagster_run_id` (the tag dagster-mlflow uses), `dagster_job`, `dagster_asset` (+ partition)."""
         tags = {"dagster_run_id": context.run_id, "dagster_job": context.job_name or ""}
         with contextlib.suppress(Exception):
             tags["dagster_asset"] = context.asset_key.to_user_string()
@@ -129,6 +121,133 @@ class MlflowResource(dg.ConfigurableResource):
 
     def model_url(self, version: str) -> str:
         return f"{self.ui_url.rstrip('/')}/#/models/{self.model_name}/versions/{version}"
+
+
+#: Tag telling the Dagster run's MLflow run (parent) from an asset's run (child): both carry
+#: `dagster_run_id`.
+RUN_TYPE_TAG = "cryptovol.run_type"
+PARENT_RUN, ASSET_RUN = "dagster_run", "asset"
+#: Environment recorded on the parent run (dagster-mlflow `env_to_tag`); unset variables are skipped.
+ENV_TAGS = ("CRYPTOVOL_DATA_DIR", "CRYPTOVOL_PRODUCTS", "CRYPTOVOL_MODEL_NAME", "CRYPTOVOL_EXPERIMENT")
+
+
+class MlflowTrackingResource(dg.ConfigurableResource):
+    """dagster-mlflow's `mlflow_tracking` resource, configured like the rest of the platform.
+
+    Per Dagster run, dagster-mlflow provides ONE MLflow run (the parent: named after the job,
+    tagged `dagster_run_id` and the `env_to_tag` variables, found again by that tag when a step
+    re-initializes the resource); each model asset logs a nested child run under it
+    (`child_run`). What dagster-mlflow leaves to the user with assets is done here:
+
+    - the experiment is created first, with its artifacts under the data dir (dagster-mlflow's
+      `set_experiment` would create it with artifacts in ./mlruns of the working directory);
+    - the parent is looked up by `dagster_run_id` AND `cryptovol.run_type=dagster_run`: the child
+      runs carry the Dagster run id too, and dagster-mlflow's own lookup takes any run with it;
+    - the parent is ended at teardown, FAILED if a step of the Dagster run failed
+      (dagster-mlflow's `end_mlflow_on_run_finished` hook only exists for op jobs).
+    """
+
+    lake: LakeResource
+    mlflow: MlflowResource
+    env_to_tag: list[str] = Field(
+        default=list(ENV_TAGS), description="Environment variables recorded as tags on the parent run."
+    )
+
+    _tracking: Any = PrivateAttr(default=None)
+    _parent_run_id: str | None = PrivateAttr(default=None)
+
+    @property
+    def parent_run_id(self) -> str:
+        """The MLflow run id of this Dagster run."""
+        if self._parent_run_id is None:
+            raise RuntimeError("MlflowTrackingResource tracks Dagster runs; this context has no run")
+        return self._parent_run_id
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if context.dagster_run is None:  # a sensor or schedule evaluation: no run to track
+            return
+        import mlflow
+
+        with warnings.catch_warnings():  # everything in dagster-mlflow is marked beta
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            from dagster_mlflow import mlflow_tracking
+
+        settings = self.mlflow.settings_for(self.lake.settings())
+        experiment_id = self.mlflow.activate(settings)
+        while mlflow.active_run() is not None:  # left active in this thread by an earlier crash
+            mlflow.end_run(status="KILLED")
+        job = context.dagster_run.job_name
+        config = {
+            "experiment_name": self.mlflow.experiment,
+            "mlflow_tracking_uri": settings.mlflow_tracking_uri,
+            "mlflow_run_id": self._find_parent(experiment_id, context.run_id),
+            "env_to_tag": [name for name in self.env_to_tag if os.environ.get(name, "").strip()],
+            "extra_tags": {RUN_TYPE_TAG: PARENT_RUN, "dagster_job": job},
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            self._tracking = mlflow_tracking.resource_fn(context.replace_config(config))
+            next(self._tracking)  # dagster-mlflow's MlFlow: starts or resumes the parent run
+        self._parent_run_id = mlflow.active_run().info.run_id
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        import mlflow
+
+        if self._parent_run_id is None:
+            return
+        status = "FAILED" if self._step_failed(context) else "FINISHED"
+        ended = False
+        while (active := mlflow.active_run()) is not None and not ended:
+            ended = active.info.run_id == self._parent_run_id
+            mlflow.end_run(status=status if ended else "KILLED")
+        if not ended:  # not active in this thread: end it by id
+            mlflow.MlflowClient().set_terminated(self._parent_run_id, status=status)
+        if self._tracking is not None:
+            next(self._tracking, None)  # the rest of dagster-mlflow's resource (its error cleanup)
+
+    @contextlib.contextmanager
+    def child_run(self, context: dg.AssetExecutionContext, run_name: str) -> Iterator[Any]:
+        """A nested MLflow run for one asset under this Dagster run's run, tagged with the Dagster
+        run, job and asset; always ended (FAILED if the body raises)."""
+        import mlflow
+
+        parent = self.parent_run_id
+        while (active := mlflow.active_run()) is not None and active.info.run_id != parent:
+            mlflow.end_run(status="KILLED")  # a child left active by an earlier crash
+        tags = {**self.mlflow.dagster_tags(context), RUN_TYPE_TAG: ASSET_RUN}
+        with mlflow.start_run(run_name=run_name, nested=True, parent_run_id=parent, tags=tags) as run:
+            yield run
+
+    def run_metadata(self, run: Any) -> dict[str, Any]:
+        """Asset metadata linking to the asset's MLflow run and to the Dagster run's parent run."""
+        return {
+            **self.mlflow.run_metadata(run),
+            "mlflow_parent_run_id": self.parent_run_id,
+            "mlflow_parent_run_url": dg.MetadataValue.url(
+                self.mlflow.run_url(run.info.experiment_id, self.parent_run_id)
+            ),
+        }
+
+    @staticmethod
+    def _find_parent(experiment_id: str, dagster_run_id: str | None) -> str | None:
+        import mlflow
+
+        if not dagster_run_id:
+            return None
+        query = f"tags.dagster_run_id = '{dagster_run_id}' and tags.`{RUN_TYPE_TAG}` = '{PARENT_RUN}'"
+        runs = mlflow.search_runs(
+            [experiment_id],
+            filter_string=query,
+            max_results=1,
+            output_format="list",
+        )
+        return runs[0].info.run_id if runs else None
+
+    @staticmethod
+    def _step_failed(context: dg.InitResourceContext) -> bool:
+        if context.instance is None or not context.run_id:
+            return False
+        return bool(context.instance.all_logs(context.run_id, of_type=dg.DagsterEventType.STEP_FAILURE))
 
 
 class KafkaResource(dg.ConfigurableResource):
@@ -156,18 +275,21 @@ class AlertsResource(dg.ConfigurableResource):
 
 def default_resources() -> dict[str, Any]:
     """Resources for the code location, built from the environment at load time."""
+    lake = LakeResource(
+        data_dir=env_or("CRYPTOVOL_DATA_DIR", "data"),
+        products=env_or("CRYPTOVOL_PRODUCTS", ",".join(DEFAULT_PRODUCTS)),
+    )
+    mlflow = MlflowResource(
+        tracking_uri=env_or("MLFLOW_TRACKING_URI", ""),
+        experiment=env_or("CRYPTOVOL_EXPERIMENT", "cryptovol-spike"),
+        model_name=env_or("CRYPTOVOL_MODEL_NAME", "cryptovol-spike"),
+        ui_url=env_or("CRYPTOVOL_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
+    )
     return {
-        "lake": LakeResource(
-            data_dir=env_or("CRYPTOVOL_DATA_DIR", "data"),
-            products=env_or("CRYPTOVOL_PRODUCTS", ",".join(DEFAULT_PRODUCTS)),
-        ),
+        "lake": lake,
         "duckdb": DuckDBResource(database=env_or("CRYPTOVOL_DUCKDB_PATH", ":memory:")),
-        "mlflow": MlflowResource(
-            tracking_uri=env_or("MLFLOW_TRACKING_URI", ""),
-            experiment=env_or("CRYPTOVOL_EXPERIMENT", "cryptovol-spike"),
-            model_name=env_or("CRYPTOVOL_MODEL_NAME", "cryptovol-spike"),
-            ui_url=env_or("CRYPTOVOL_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
-        ),
+        "mlflow": mlflow,
+        "mlflow_tracking": MlflowTrackingResource(lake=lake, mlflow=mlflow),
         "kafka": KafkaResource(bootstrap_servers=env_or("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)),
         "alerts": AlertsResource(
             webhook_url=env_or("CRYPTOVOL_ALERT_WEBHOOK_URL", ""),

@@ -3,15 +3,19 @@ ports, wait for readiness and always stop what they started."""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from cryptovol.broker import EmbeddedBroker
 from cryptovol.config import Settings
-from cryptovol.procs import free_port
+from cryptovol.procs import ManagedProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CRYPTOVOL_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -56,3 +60,433 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"recorded data not found at {SHARED_DATA} (set CRYPTOVOL_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def _mlflow_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, fully migrated MLflow SQLite DB, made once per session (migrations take seconds)."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_store(data_dir: Path, monkeypatch: pytest.MonkeyPatch, _mlflow_db_template: Path) -> Iterator[str]:
+    """A real MLflow SQLite tracking/registry store with artifacts under the tmp data dir.
+
+    Exports MLFLOW_TRACKING_URI, points the mlflow module at it and activates an experiment
+    `tests` whose artifacts live in tmp (never ./mlruns); yields the URI. Each test gets its own
+    copy of a migrated empty DB.
+    """
+    import shutil
+
+    import mlflow
+
+    uri = f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
+    (data_dir / "mlflow").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_mlflow_db_template, data_dir / "mlflow" / "mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    # An active experiment with its artifacts in tmp (the default would be ./mlruns in the CWD).
+    artifacts = data_dir / "mlflow" / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    experiment_id = mlflow.MlflowClient().create_experiment("tests", artifact_location=artifacts.as_uri())
+    mlflow.set_experiment(experiment_id=experiment_id)
+    try:
+        yield uri
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.set_tracking_uri(previous)
+
+
+# --- Simulator (cryptovol simulate) -------------------------------------------------------------
+
+
+@dataclass
+class SimulatorHandle:
+    """One running `cryptovol simulate` process: where to connect and what it recorded."""
+
+    url: str
+    port: int
+    record_path: Path | None
+    process: ManagedProcess
+
+    def records(self) -> list[dict]:
+        """The frames sent so far: `{"frame", "kind", "connection"}` dicts, in send order."""
+        if self.record_path is None or not self.record_path.exists():
+            return []
+        lines = self.record_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def stop(self) -> int | None:
+        return self.process.stop()
+
+
+def _read_or_empty(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+SIMULATOR_DEFAULTS: dict[str, object] = {"products": "BTC-USD,ETH-USD", "rate": 20, "seed": 7}
+
+
+@pytest.fixture
+def simulator_factory(tmp_path: Path) -> Iterator[Callable[..., SimulatorHandle]]:
+    """`start(**options) -> SimulatorHandle`: runs the real `cryptovol simulate` CLI on a free port.
+
+    Options are the CLI flags with underscores (`max_updates=50`, `drop_every=2`,
+    `malformed_rate=0.2`, `start_time="2026-01-01T00:00:00Z"`, `products=["BTC-USD"]`, ...);
+    defaults: products BTC-USD,ETH-USD, rate 20, seed 7. Every frame sent is recorded to a file in
+    tmp (`record=False` turns that off). Waits for the "listening" line; stops every simulator it
+    started at teardown.
+    """
+    started: list[SimulatorHandle] = []
+
+    def start(**options: object) -> SimulatorHandle:
+        index = len(started)
+        opts = {**SIMULATOR_DEFAULTS, **options}
+        record = opts.pop("record", tmp_path / f"simulator-{index}-record.ndjson")
+        # Port 0: the simulator binds any free port and reports it (no race with other engineers).
+        port = int(opts.pop("port", 0) or 0)
+        host = str(opts.pop("host", "127.0.0.1"))
+        cmd = [sys.executable, "-m", "cryptovol.cli", "simulate", "--host", host, "--port", str(port)]
+        if record:
+            cmd += ["--record", str(record)]
+        for key, value in opts.items():
+            if value is None:
+                continue
+            if isinstance(value, list | tuple):
+                value = ",".join(str(v) for v in value)
+            cmd += [f"--{key.replace('_', '-')}", str(value)]
+        log_path = tmp_path / f"simulator-{index}.log"
+        process = ManagedProcess(
+            f"simulator-{index}",
+            cmd,
+            log_path=log_path,
+            cwd=REPO_ROOT,
+            ready=lambda: "simulator listening on" in _read_or_empty(log_path),
+        )
+        handle = SimulatorHandle(
+            url=f"ws://{host}:{port}",
+            port=port,
+            record_path=Path(record) if record else None,
+            process=process,
+        )
+        started.append(handle)
+        process.start(timeout_s=60)
+        if port == 0:
+            found = re.search(r"simulator listening on ws://[^:\s]+:(\d+)", _read_or_empty(log_path))
+            assert found, f"no listening line in {log_path}"
+            handle.port = int(found.group(1))
+            handle.url = f"ws://{host}:{handle.port}"
+        return handle
+
+    try:
+        yield start
+    finally:
+        for handle in started:
+            handle.process.stop()
+
+
+@pytest.fixture
+def simulator(simulator_factory: Callable[..., SimulatorHandle]) -> SimulatorHandle:
+    """A running simulator with the defaults (BTC-USD,ETH-USD, rate 20 Hz, seed 7), recording frames."""
+    return simulator_factory()
+
+
+# --- Dagster (dagster dev) ---------------------------------------------------------------------
+
+
+@dataclass
+class DagsterHandle:
+    """A running `dagster dev` (webserver + daemon) for this repo's workspace."""
+
+    url: str
+    port: int
+    home: Path
+    process: ManagedProcess
+
+
+@pytest.fixture
+def dagster_dev(data_dir: Path, tmp_path: Path) -> Iterator[DagsterHandle]:
+    """`dagster dev` on a free port with DAGSTER_HOME under the tmp data dir (automation off, so
+    schedules and sensors do not launch runs the test did not ask for). Stopped at teardown."""
+    from cryptovol.procs import http_ok
+    from orchestration.dev import dagster_dev_command, dagster_env, prepare_dagster_home
+
+    home = prepare_dagster_home(home=data_dir / "dagster")
+    port = free_port()
+    env = {**dagster_env(home), "CRYPTOVOL_DATA_DIR": str(data_dir), "CRYPTOVOL_DAGSTER_AUTOMATION": "off"}
+    process = ManagedProcess(
+        "dagster-dev",
+        dagster_dev_command(port),
+        log_path=tmp_path / "dagster-dev.log",
+        env=env,
+        cwd=REPO_ROOT,
+        ready=lambda: http_ok(f"http://127.0.0.1:{port}/server_info", timeout_s=2.0),
+    )
+    process.start(timeout_s=180)
+    try:
+        yield DagsterHandle(url=f"http://127.0.0.1:{port}", port=port, home=home, process=process)
+    finally:
+        process.stop(timeout_s=30)
+
+
+# --- BentoML service (bentoml serve bento.service:SpikeService) --------------------------------
+
+
+@dataclass
+class BentoServer:
+    """One running `bentoml serve bento.service:SpikeService`."""
+
+    url: str
+    port: int
+    data_dir: Path
+    process: ManagedProcess
+
+    def log(self) -> str:
+        return _read_or_empty(self.process.log_path)
+
+
+@pytest.fixture(scope="module")
+def bento_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., BentoServer]]:
+    """`start(data_dir, env=None, wait="ready") -> BentoServer`: a real `bentoml serve` of the
+    cryptovol service on a free port, reading the MLflow SQLite store under `data_dir`.
+
+    wait="ready" polls /readyz (a model is loaded), "health" polls /healthz (up, maybe not ready),
+    None returns at once. Module-scoped (start-up takes ~6-10 s): share one server per module.
+    BENTOML_HOME is a tmp dir; every server started is stopped at teardown.
+    """
+    from cryptovol.procs import http_ok
+
+    started: list[BentoServer] = []
+
+    def start(data_dir: Path, env: dict[str, str] | None = None, wait: str | None = "ready",
+              timeout_s: float = 120.0) -> BentoServer:
+        index = len(started)
+        port = free_port()
+        home = tmp_path_factory.mktemp(f"bentoml-home-{index}")
+        full_env = {
+            "CRYPTOVOL_DATA_DIR": str(data_dir),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
+            "BENTOML_HOME": str(home),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            **(env or {}),
+        }
+        url = f"http://127.0.0.1:{port}"
+        probe = {"ready": "/readyz", "health": "/healthz"}.get(wait or "")
+        process = ManagedProcess(
+            f"bento-{index}",
+            [str(Path(sys.executable).with_name("bentoml")), "serve", "bento.service:SpikeService",
+             "--host", "127.0.0.1", "--port", str(port)],
+            log_path=home / "serve.log",
+            env=full_env,
+            cwd=REPO_ROOT,
+            ready=(lambda: http_ok(url + probe, timeout_s=2.0)) if probe else None,
+        )
+        server = BentoServer(url=url, port=port, data_dir=data_dir, process=process)
+        started.append(server)
+        process.start(timeout_s=timeout_s)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.process.stop(timeout_s=20)
+
+
+# --- Streaming featurizer (cryptovol featurize) -----------------------------------------------------
+
+
+@dataclass
+class FeaturizerHandle:
+    """One running `cryptovol featurize` process (its data dir and broker come from the env)."""
+
+    name: str
+    metrics_url: str
+    log_path: Path
+    process: ManagedProcess
+
+    def log(self) -> str:
+        return _read_or_empty(self.log_path)
+
+    def summary(self) -> dict:
+        """The counters of the final `featurize summary: {...}` line (after a clean stop)."""
+        lines = [ln for ln in self.log().splitlines() if "featurize summary: " in ln]
+        if not lines:
+            raise AssertionError(f"{self.name} printed no summary; log:\n{self.process.tail()}")
+        return json.loads(lines[-1].split("featurize summary: ", 1)[1])
+
+
+@pytest.fixture
+def featurizer_factory(tmp_path: Path) -> Iterator[Callable[..., FeaturizerHandle]]:
+    """`start(*extra_args) -> FeaturizerHandle`: the real `cryptovol featurize` CLI as a child process
+    with a Prometheus endpoint on a free port (ready when /metrics answers). Needs the `broker` and
+    `data_dir` fixtures (it inherits KAFKA_BOOTSTRAP_SERVERS and CRYPTOVOL_DATA_DIR). Stops every
+    featurizer it started at teardown (SIGTERM, then SIGKILL)."""
+    from cryptovol.procs import http_ok
+
+    started: list[FeaturizerHandle] = []
+
+    def start(*extra_args: str) -> FeaturizerHandle:
+        index = len(started)
+        port = free_port()
+        log_path = tmp_path / f"featurizer-{index}.log"
+        url = f"http://127.0.0.1:{port}/metrics"
+        process = ManagedProcess(
+            f"featurizer-{index}",
+            [sys.executable, "-m", "cryptovol.cli", "featurize", "--metrics-port", str(port),
+             "--log-every-s", "1", *extra_args],
+            log_path=log_path,
+            cwd=REPO_ROOT,
+            ready=lambda: http_ok(url, timeout_s=1.0),
+        )
+        handle = FeaturizerHandle(f"featurizer-{index}", url, log_path, process)
+        started.append(handle)
+        process.start(timeout_s=60)
+        return handle
+
+    try:
+        yield start
+    finally:
+        for handle in started:
+            handle.process.stop(timeout_s=20)
+
+
+# --- Ingestor (cryptovol ingest) ------------------------------------------------------------------
+
+
+@dataclass
+class IngestorHandle:
+    """One running `cryptovol ingest` process (data dir and broker come from the env)."""
+
+    name: str
+    metrics_url: str
+    log_path: Path
+    process: ManagedProcess
+
+    def log(self) -> str:
+        return _read_or_empty(self.log_path)
+
+    def metrics(self) -> dict[str, float]:
+        """Current counters from its Prometheus endpoint, e.g. `{"landed": 12.0, ...}` ({} if down)."""
+        import urllib.request
+
+        prefix = "cryptovol_ingest_"
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=2) as response:  # noqa: S310 (loopback)
+                text = response.read().decode()
+        except OSError:
+            return {}
+        values: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith(prefix) and "{" not in line:
+                name, _, value = line.partition(" ")
+                values[name[len(prefix):].removesuffix("_total")] = float(value)
+        return values
+
+    def summary(self) -> dict:
+        """The counters of the final `ingest summary: {...}` line (after a clean stop)."""
+        lines = [ln for ln in self.log().splitlines() if "ingest summary: " in ln]
+        if not lines:
+            raise AssertionError(f"{self.name} printed no summary; log:\n{self.process.tail()}")
+        return json.loads(lines[-1].split("ingest summary: ", 1)[1])
+
+
+@pytest.fixture
+def ingestor_factory(tmp_path: Path) -> Iterator[Callable[..., IngestorHandle]]:
+    """`start(ws_url, *extra_args) -> IngestorHandle`: the real `cryptovol ingest` CLI as a child
+    process with a Prometheus endpoint on a free port (ready when /metrics answers). Use with the
+    `data_dir` and `broker` fixtures (it inherits CRYPTOVOL_DATA_DIR and KAFKA_BOOTSTRAP_SERVERS).
+    Stops every ingestor it started at teardown (SIGTERM, then SIGKILL)."""
+    from cryptovol.procs import http_ok
+
+    started: list[IngestorHandle] = []
+
+    def start(ws_url: str, *extra_args: str) -> IngestorHandle:
+        index = len(started)
+        port = free_port()
+        log_path = tmp_path / f"ingestor-{index}.log"
+        url = f"http://127.0.0.1:{port}/metrics"
+        process = ManagedProcess(
+            f"ingestor-{index}",
+            [sys.executable, "-m", "cryptovol.cli", "ingest", "--ws-url", ws_url,
+             "--metrics-port", str(port), "--log-interval", "2", *extra_args],
+            log_path=log_path,
+            cwd=REPO_ROOT,
+            ready=lambda: http_ok(url, timeout_s=1.0),
+        )
+        handle = IngestorHandle(f"ingestor-{index}", url, log_path, process)
+        started.append(handle)
+        process.start(timeout_s=60)
+        return handle
+
+    try:
+        yield start
+    finally:
+        for handle in started:
+            handle.process.stop(timeout_s=30)
+
+
+# --- Alert webhook (a Slack-like HTTP endpoint) --------------------------------------------------
+
+
+class WebhookServer:
+    """A webhook on loopback (free port) that answers a scripted sequence of status codes and
+    records every JSON body it receives (then answers 200)."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.statuses = list(statuses)
+        self.bodies: list[dict] = []
+        self.port = free_port()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server API)
+                length = int(self.headers.get("Content-Length", 0))
+                outer.bodies.append(json.loads(self.rfile.read(length)))
+                status = outer.statuses.pop(0) if outer.statuses else 200
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"ok" if status == 200 else b"error")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/cryptovol"
+
+
+@pytest.fixture
+def webhook_factory() -> Iterator[Callable[[list[int]], WebhookServer]]:
+    """`make([500, 200]) -> WebhookServer` (started); every server is shut down at teardown."""
+    servers: list[WebhookServer] = []
+
+    def make(statuses: list[int]) -> WebhookServer:
+        server = WebhookServer(statuses)
+        server.thread.start()
+        servers.append(server)
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.server.shutdown()
+            server.server.server_close()

@@ -1,5 +1,9 @@
 """The training matrix: ticks -> segments -> features -> labels -> one row per second.
 
+Two entry points, one path: `build_training_set` starts from raw ticks (the CLI, the demo) and
+computes features per segment; `training_set_from_features` starts from feature rows (the Dagster
+asset reads them from the feature lake) and does the rest. The first calls the second.
+
 Why each step:
 - Segments: a gap longer than `MAX_GAP_S` (reconnects, missing files) ends a segment; features
   warm up again after it and labels never reach across it. Segments shorter than
@@ -92,16 +96,19 @@ def build_training_set(
     min_segment_s: float = 900.0,
     max_gap_s: float = MAX_GAP_S,
 ) -> TrainingSet:
-    """Tick frame (any products) -> `TrainingSet` (see the module docstring for the steps)."""
-    from cryptovol.features import compute_features
+    """Tick frame (any products) -> `TrainingSet` (see the module docstring for the steps).
 
-    config = label_config or LabelConfig()
+    Features are computed per gap-free segment of ticks (warm-up restarts after every gap, and
+    short segments are skipped before paying for their features); the rows are then built by
+    `training_set_from_features`, the same path the Dagster asset takes from the feature lake.
+    """
+    from cryptovol.features import compute_features, empty_feature_frame
+
     ticks = ticks.drop_duplicates(
         subset=["product_id", "event_time_ns", "best_bid", "best_ask", "best_bid_qty", "best_ask_qty"]
     )
     parts: list[pd.DataFrame] = []
-    info: dict[str, Any] = {"ticks": int(len(ticks)), "segments_total": 0, "segments_kept": 0,
-                            "segments_dropped_short": 0, "kept_seconds": 0.0}
+    counts = {"segments_total": 0, "segments_dropped_short": 0}
     segment_offset = 0
     for product, group in ticks.groupby("product_id", sort=True, observed=True):
         group = group.sort_values("event_time_ns", kind="stable").reset_index(drop=True)
@@ -109,6 +116,57 @@ def build_training_set(
         for seg_id in np.unique(seg):
             seg_ticks = group.loc[seg == seg_id].reset_index(drop=True)
             t = seg_ticks["event_time_ns"].to_numpy()
+            counts["segments_total"] += 1
+            if (t[-1] - t[0]) / SEC < min_segment_s:
+                counts["segments_dropped_short"] += 1
+                continue
+            features = compute_features(seg_ticks)
+            features["segment"] = segment_offset + int(seg_id)
+            parts.append(features)
+        segment_offset += int(seg.max()) + 1 if seg.size else 0
+        log.info("%s: %d ticks in %d segments", product, len(group), int(seg.max()) + 1 if seg.size else 0)
+    features = (pd.concat(parts, ignore_index=True) if parts
+                else empty_feature_frame().assign(segment=pd.Series(dtype=np.int64)))
+    training_set = training_set_from_features(
+        features, label_config, grid_s=grid_s, min_segment_s=min_segment_s, max_gap_s=max_gap_s
+    )
+    # segment counts of the ticks: the short segments never reached the feature frame
+    training_set.info = {"ticks": int(len(ticks)), **training_set.info, **counts}
+    return training_set
+
+
+def training_set_from_features(
+    features: pd.DataFrame,
+    label_config: LabelConfig | None = None,
+    *,
+    grid_s: int = 1,
+    min_segment_s: float = 900.0,
+    max_gap_s: float = MAX_GAP_S,
+) -> TrainingSet:
+    """Feature rows (any products, e.g. read from the feature lake) -> `TrainingSet`.
+
+    Per product: split into gap-free segments (a gap > `max_gap_s`; a `segment` column already
+    present is used as is), drop segments shorter than `min_segment_s`, label every row with
+    `make_labels` and keep the last row of each `grid_s` second that has a label
+    (`_labelled_grid`: which rows are on the grid never depends on later data). Extra columns are
+    kept.
+    """
+    config = label_config or LabelConfig()
+    parts: list[pd.DataFrame] = []
+    info: dict[str, Any] = {"feature_rows": int(len(features)), "segments_total": 0, "segments_kept": 0,
+                            "segments_dropped_short": 0, "kept_seconds": 0.0}
+    segment_offset = 0
+    for _, group in features.groupby("product_id", sort=True, observed=True):
+        group = group.sort_values("event_time_ns", kind="stable").reset_index(drop=True)
+        t_all = group["event_time_ns"].to_numpy(np.int64)
+        if "segment" in group.columns:
+            seg = group["segment"].to_numpy(np.int64)
+        else:
+            seg = split_segments(t_all, max_gap_s) + segment_offset
+            segment_offset = int(seg.max()) + 1 if seg.size else segment_offset
+        for seg_id in pd.unique(seg):
+            rows = group.loc[seg == seg_id].reset_index(drop=True)
+            t = rows["event_time_ns"].to_numpy(np.int64)
             duration = (t[-1] - t[0]) / SEC
             info["segments_total"] += 1
             if duration < min_segment_s:
@@ -116,11 +174,7 @@ def build_training_set(
                 continue
             info["segments_kept"] += 1
             info["kept_seconds"] += float(duration)
-            features = compute_features(seg_ticks)
-            features["segment"] = segment_offset + int(seg_id)
-            parts.append(_labelled_grid(features, config, grid_s))
-        segment_offset += int(seg.max()) + 1 if seg.size else 0
-        log.info("%s: %d ticks in %d segments", product, len(group), int(seg.max()) + 1 if seg.size else 0)
+            parts.append(_labelled_grid(rows.assign(segment=int(seg_id)), config, grid_s))
     if parts:
         frame = pd.concat(parts, ignore_index=True)
         frame = frame.sort_values(["event_time_ns", "product_id"], kind="stable").reset_index(drop=True)

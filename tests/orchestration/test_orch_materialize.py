@@ -4,6 +4,7 @@ disk and in MLflow (SQLite store in tmp), and a blocking check that stops downst
 from __future__ import annotations
 
 import json
+import pickle
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from assets.monitoring import drift_report
 from assets.partitions import partition_key
 from assets.training import TRAINING_ASSETS
 from cryptovol.alerts import CHAMPION_CHANGED, CHECK_FAILED, RUN_FAILED, read_alerts
+from cryptovol.lake import read_landing_day
+from cryptovol.models.dataset import build_training_set
 from cryptovol.simulator.synthetic import generate_landing_files
 from orchestration.definitions import defs
 from orchestration.resources import default_resources
@@ -98,14 +101,20 @@ def test_whole_graph_materializes_on_a_synthetic_day(data_dir: Path, instance) -
     assert {"fwd_rv", "vol_ratio"} <= set(labels.columns) and labels["fwd_rv"].notna().all()
     assert metadata(result, "training_dataset")["purge_gap_s"] == 60.0
 
-    # Every model run is in MLflow, tagged with this Dagster run, and linked from the asset.
+    # The Dagster run is one MLflow run (dagster-mlflow); every model asset logged a child run under
+    # it, tagged with this Dagster run, and links to it.
     experiment = mlflow.get_experiment_by_name("cryptovol-spike")
     runs = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.dagster_run_id = '{run_id}'")
-    assert len(runs) == 3
+    assert len(runs) == 4
+    [parent] = runs.loc[runs["tags.cryptovol.run_type"] == "dagster_run", "run_id"]
+    children = runs[runs["tags.mlflow.parentRunId"] == parent]
+    assert sorted(children["tags.dagster_asset"]) == ["baseline_model", "logistic_model", "xgboost_model"]
+    assert set(runs["status"]) == {"FINISHED"}
     for asset in ("baseline_model", "logistic_model", "xgboost_model"):
         meta = metadata(result, asset)
-        assert meta["mlflow_run_id"] in set(runs["run_id"])
+        assert meta["mlflow_run_id"] in set(children["run_id"])
         assert meta["mlflow_run_id"] in meta["mlflow_run_url"]
+        assert meta["mlflow_parent_run_id"] == parent
         assert 0.0 <= meta["test_pr_auc"] <= 1.0
         assert set(runs.loc[runs["run_id"] == meta["mlflow_run_id"], "tags.dagster_asset"]) == {asset}
 
@@ -150,12 +159,27 @@ def test_model_asset_runs_are_tracked_in_mlflow_with_the_dagster_run(data_dir: P
     dataset = metadata(result, "training_dataset")
     assert dataset["train_rows"] > 0 and dataset["validation_rows"] > 0 and dataset["test_rows"] > 0
     assert dataset["purge_gap_s"] == 60.0
+    # The asset's matrix (from the feature lake) is exactly what `cryptovol train` builds from the
+    # same ticks: one core path (`cryptovol.models.dataset`).
+    stored = pickle.loads(Path(dataset["path"]).read_bytes())["training_set"]
+    from_ticks = build_training_set(read_landing_day(data_dir, "BTC-USD", DAY), stored.label_config)
+    assert len(from_ticks.frame) == dataset["rows"] > 0
+    pd.testing.assert_frame_equal(
+        stored.frame.loc[:, list(from_ticks.frame.columns)], from_ticks.frame, check_dtype=False
+    )
     meta = metadata(result, "logistic_model")
     run = mlflow.get_run(meta["mlflow_run_id"])
     assert run.data.tags["dagster_run_id"] == result.run_id
     assert run.data.tags["dagster_asset"] == "logistic_model"
     assert run.data.params["logistic.C"] == "0.5"
     assert run.info.status == "FINISHED"  # the asset ended its MLflow run
+    assert run.info.artifact_uri.startswith((data_dir / "mlflow" / "artifacts").as_uri())
+    # ... nested under the Dagster run's MLflow run from dagster-mlflow, which was ended too
+    parent = mlflow.get_run(run.data.tags["mlflow.parentRunId"])
+    assert meta["mlflow_parent_run_id"] == parent.info.run_id
+    assert parent.data.tags["dagster_run_id"] == result.run_id
+    assert parent.data.tags["cryptovol.run_type"] == "dagster_run"
+    assert parent.info.status == "FINISHED"
     assert mlflow.active_run() is None
     assert meta["mlflow_run_url"].endswith(f"/runs/{run.info.run_id}")
     assert meta["model_uri"].startswith("models:/")
@@ -179,13 +203,15 @@ def test_failing_blocking_check_stops_downstream_and_alerts(data_dir: Path, inst
     assert result.asset_materializations_for_node("features") == []
     assert not (data_dir / "features").exists()
 
-    # The failed check and the failed run each become one alert.
-    context = dg.build_sensor_context(instance=instance, definitions=defs, resources=default_resources())
-    asset_check_failure_alerts.evaluate_tick(context)
-    again = dg.build_sensor_context(
+    # The failed check and the failed run each become one alert. (Contexts are opened with `with`:
+    # the resources include generator resources, e.g. the dagster-mlflow tracking with a teardown.)
+    resources = default_resources()
+    with dg.build_sensor_context(instance=instance, definitions=defs, resources=resources) as context:
+        asset_check_failure_alerts.evaluate_tick(context)
+    with dg.build_sensor_context(
         instance=instance, definitions=defs, resources=default_resources(), cursor=context.cursor
-    )
-    asset_check_failure_alerts.evaluate_tick(again)
+    ) as again:
+        asset_check_failure_alerts.evaluate_tick(again)
     alerts_log = data_dir / "alerts" / "alerts.jsonl"
     [check_alert] = read_alerts(alerts_log, kind=CHECK_FAILED)
     assert check_alert["details"]["check"] == "raw_ticks:raw_ticks_suite"
@@ -195,39 +221,39 @@ def test_failing_blocking_check_stops_downstream_and_alerts(data_dir: Path, inst
     # Re-validating the same broken partition fails again, but is not alerted again.
     rerun = ingest(instance, "BTC-USD", raise_on_error=False)
     assert not rerun.success
-    third = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance, definitions=defs, resources=default_resources(), cursor=again.cursor
-    )
-    assert "1 repeated failure(s) not re-sent" in asset_check_failure_alerts.evaluate_tick(third).skip_message
+    ) as third:
+        skipped = asset_check_failure_alerts.evaluate_tick(third)
+    assert "1 repeated failure(s) not re-sent" in skipped.skip_message
     assert len(read_alerts(alerts_log, kind=CHECK_FAILED)) == 1
 
     run = instance.get_run_by_id(result.run_id)
     [failure] = [
         e for e in instance.all_logs(result.run_id) if e.dagster_event_type == dg.DagsterEventType.RUN_FAILURE
     ]
-    run_context = dg.build_run_status_sensor_context(
+    with dg.build_run_status_sensor_context(
         sensor_name="run_failure_alerts",
         dagster_event=failure.dagster_event,
         dagster_instance=instance,
         dagster_run=run,
         resources=default_resources(),
-    ).for_run_failure()
-    run_failure_alerts(run_context)
+    ).for_run_failure() as run_context:
+        run_failure_alerts(run_context)
     [run_alert] = read_alerts(alerts_log, kind=RUN_FAILED)
     assert run_alert["details"]["run_id"] == result.run_id
     assert run_alert["severity"] == "error"
     rerun_failure = next(
         e for e in instance.all_logs(rerun.run_id) if e.dagster_event_type == dg.DagsterEventType.RUN_FAILURE
     )
-    run_failure_alerts(
-        dg.build_run_status_sensor_context(
-            sensor_name="run_failure_alerts",
-            dagster_event=rerun_failure.dagster_event,
-            dagster_instance=instance,
-            dagster_run=instance.get_run_by_id(rerun.run_id),
-            resources=default_resources(),
-        ).for_run_failure()
-    )
+    with dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alerts",
+        dagster_event=rerun_failure.dagster_event,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(rerun.run_id),
+        resources=default_resources(),
+    ).for_run_failure() as rerun_context:
+        run_failure_alerts(rerun_context)
     assert len(read_alerts(alerts_log, kind=RUN_FAILED)) == 1  # still failing: no second alert
 
 

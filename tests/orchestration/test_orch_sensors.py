@@ -169,7 +169,9 @@ def test_nightly_schedules_target_yesterday_and_drift_waits_for_a_champion(data_
     requests = nightly_features_schedule.evaluate_tick(context).run_requests
     assert sorted(str(r.partition_key) for r in requests) == ["2025-12-02|BTC-USD", "2025-12-02|ETH-USD"]
 
-    skipped = drift_schedule.evaluate_tick(dg.build_schedule_context(resources=default_resources()))
+    # `with`: the resources include generator resources (dagster-mlflow tracking has a teardown)
+    with dg.build_schedule_context(resources=default_resources()) as schedule_context:
+        skipped = drift_schedule.evaluate_tick(schedule_context)
     assert skipped.run_requests == [] and "no cryptovol-spike@champion" in skipped.skip_message
 
 
