@@ -1,0 +1,589 @@
+"""`cryptovol demo`: the whole closed loop on one machine, started and stopped by one command.
+
+Order of start-up (each step waits for readiness, never sleeps):
+  embedded broker -> MLflow UI (answers later) -> calm synthetic history (fresh data dir only)
+  -> simulator (with a volatility regime change) -> ingestor -> streaming featurizer
+  -> bootstrap (batch features -> first champion, while the stream flows)
+  -> Dagster webserver + daemon (sensors: new files, drift -> retrain) -> BentoML service -> scorer
+  -> drift monitor.
+While running it prints a status line, writes a drift report every `drift_every_s` (the Dagster
+drift sensor reads it and requests a retrain) and restarts a process that died. Ctrl-C (or the end
+of `--duration`) stops every process it started, in reverse order, and leaves the data on disk.
+
+A piece whose code is not there yet (another engineer's command, the Dagster code location, the
+service) is reported as skipped with the reason instead of crashing the demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptovol.broker import EmbeddedBroker
+from cryptovol.config import Settings
+from cryptovol.kafka_io import ensure_topics, port_open
+from cryptovol.procs import ManagedProcess, free_port, http_ok, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(sys.executable).parent
+
+#: Preferred ports (used when free, else a free port is picked).
+DEFAULT_PORTS = {
+    "broker": 9092,
+    "simulator": 8765,
+    "mlflow": 5000,
+    "dagster": 3000,
+    "service": 3030,
+    "ingest_metrics": 9101,
+    "featurize_metrics": 9102,
+    "score_metrics": 9103,
+    "drift_metrics": 9104,
+}
+
+
+@dataclass
+class DemoOptions:
+    duration_s: float | None = None
+    products: tuple[str, ...] = ("BTC-USD", "ETH-USD")
+    rate_hz: float = 4.0
+    seed: int = 7
+    regime_change_at_s: float | None = 240.0
+    regime_vol_mult: float = 4.0
+    history_minutes: float = 60.0
+    drift_every_s: float = 60.0
+    current_minutes: float = 3.0
+    status_every_s: float = 5.0
+    model_poll_s: float = 5.0
+    free_ports: bool = False
+    with_dagster: bool = True
+    with_mlflow_ui: bool = True
+    with_service: bool = True
+    restart_crashed: bool = True
+    #: Extra `cryptovol simulate` arguments (e.g. `--max-updates N --record PATH` for drills).
+    simulator_args: tuple[str, ...] = ()
+
+
+@dataclass
+class Piece:
+    """One started process of the demo, with how to restart it.
+
+    `descendants` remembers the process tree (pid -> create time): some servers start workers in
+    their own sessions (BentoML's), which outlive a crashed parent and keep its port; they are
+    killed before a restart and at the end.
+    """
+
+    name: str
+    process: ManagedProcess
+    ready_timeout_s: float
+    restarts: int = 0
+    descendants: dict[int, float] = field(default_factory=dict)
+
+    def remember_tree(self) -> None:
+        import psutil
+
+        if not self.process.alive():
+            return
+        try:
+            root = psutil.Process(self.process.pid)
+            for child in root.children(recursive=True):
+                self.descendants[child.pid] = child.create_time()
+        except psutil.Error:
+            pass
+
+    def kill_leftovers(self) -> int:
+        """SIGKILL remembered descendants still alive (same pid *and* create time); returns how many."""
+        import psutil
+
+        killed = 0
+        for pid, created in list(self.descendants.items()):
+            try:
+                proc = psutil.Process(pid)
+                if abs(proc.create_time() - created) < 1e-3:
+                    proc.kill()
+                    killed += 1
+            except psutil.Error:
+                pass
+            self.descendants.pop(pid, None)
+        return killed
+
+
+@dataclass
+class DemoState:
+    urls: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+
+def ensure_repo_importable() -> None:
+    """Make the top-level packages beside `cryptovol/` (orchestration, assets, sensors, bento)
+    importable, also from an editable install made before they existed."""
+    if str(REPO_ROOT) not in sys.path and (REPO_ROOT / "orchestration").is_dir():
+        try:
+            missing = importlib.util.find_spec("orchestration") is None
+        except (ImportError, ValueError):
+            missing = True
+        if missing:
+            sys.path.insert(0, str(REPO_ROOT))
+
+
+def command_options(name: str) -> set[str] | None:
+    """Option strings a `cryptovol <name>` sub-command accepts; None when it does not exist yet."""
+    module_name = f"cryptovol.commands.{name}"
+    if importlib.util.find_spec(module_name) is None:
+        return None
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=name, add_help=False)
+    module.configure(parser)
+    return {opt for action in parser._actions for opt in action.option_strings}
+
+
+def bento_service_target() -> str | None:
+    """`bento.service:<Class>` for the `@bentoml.service` class in bento/service.py, if present."""
+    path = REPO_ROOT / "bento" / "service.py"
+    if not path.is_file():
+        return None
+    match = re.search(r"@bentoml\.service[^\n]*\n(?:@[^\n]*\n)*class\s+(\w+)", path.read_text())
+    return f"bento.service:{match.group(1)}" if match else None
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cryptovol.cli", *args]
+
+
+def tool(name: str) -> str:
+    """An executable installed next to this Python (the venv's bin), else from PATH."""
+    candidate = BIN_DIR / name
+    if candidate.exists():
+        return str(candidate)
+    return shutil.which(name) or name
+
+
+class Demo:
+    """Starts, watches and stops the demo's processes."""
+
+    def __init__(
+        self, settings: Settings, options: DemoOptions, out: Callable[[str], None] = print
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.out = out
+        self.state = DemoState()
+        self.pieces: list[Piece] = []
+        self.broker: EmbeddedBroker | None = None
+        self.own_broker = False
+        self.logs_dir = settings.run_dir / "demo"
+        self.env: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._last_tree_scan = 0.0
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def port(self, name: str) -> int:
+        if name not in self.state.ports:
+            preferred = DEFAULT_PORTS.get(name)
+            taken = set(self.state.ports.values())
+            if (
+                not self.options.free_ports
+                and preferred
+                and preferred not in taken
+                and not port_open("127.0.0.1", preferred)
+            ):
+                self.state.ports[name] = preferred
+            else:
+                port = free_port()
+                while port in taken:
+                    port = free_port()
+                self.state.ports[name] = port
+        return self.state.ports[name]
+
+    def skip(self, name: str, reason: str) -> None:
+        self.state.skipped[name] = reason
+        self.out(f"  - {name}: skipped ({reason})")
+
+    def start_piece(
+        self,
+        name: str,
+        cmd: list[str],
+        *,
+        ready: Callable[[], bool] | None,
+        timeout_s: float = 60.0,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Piece:
+        process = ManagedProcess(
+            name, cmd, log_path=self.logs_dir / f"{name}.log",
+            env={**self.env, **(env or {})}, cwd=cwd or REPO_ROOT, ready=ready,
+        )
+        started = time.monotonic()
+        process.start(timeout_s=timeout_s)
+        piece = Piece(name, process, timeout_s)
+        piece.remember_tree()
+        self.pieces.append(piece)
+        when = f"ready in {time.monotonic() - started:.1f}s" if ready else "started"
+        self.out(f"  + {name}: pid {process.pid}, {when} (log {process.log_path})")
+        return piece
+
+    # --- start-up -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        s, o = self.settings, self.options
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.out(f"cryptovol demo: data dir {s.data_dir}; logs {self.logs_dir}")
+        self.start_broker()
+        self.env = {
+            "CRYPTOVOL_DATA_DIR": str(s.data_dir),
+            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap,
+            "CRYPTOVOL_PRODUCTS": ",".join(o.products),
+            "MLFLOW_TRACKING_URI": s.mlflow_tracking_uri,
+            "CRYPTOVOL_MODEL_NAME": s.model_name,
+            "CRYPTOVOL_MODEL_POLL_S": f"{o.model_poll_s:g}",
+            "DAGSTER_HOME": str(self.dagster_home()),
+            "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(s.data_dir / "bentoml")),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+            "BENTOML_DO_NOT_TRACK": "true",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
+        os.environ.update({k: v for k, v in self.env.items() if k != "DAGSTER_HOME"})
+        wait_mlflow = self.start_mlflow() if o.with_mlflow_ui else None
+        from cryptovol.demo import bootstrap
+
+        needs_champion = bootstrap.prepare_history(self)
+        self.start_stream()
+        if needs_champion:
+            bootstrap.train_first_champion(self)
+        if wait_mlflow is not None:
+            wait_mlflow()
+        if o.with_dagster:
+            self.start_dagster()
+        if o.with_service:
+            self.start_service()
+        self.start_scorer()
+        self.start_drift_monitor()
+        self.print_urls()
+
+    def start_broker(self) -> None:
+        run_dir = self.settings.run_dir
+        existing = EmbeddedBroker(run_dir).status()
+        if existing.running and existing.port:
+            self.broker = EmbeddedBroker(run_dir, port=existing.port)
+            self.out(f"  = broker: reusing the running embedded broker at {self.broker.bootstrap}")
+        else:
+            self.broker = EmbeddedBroker(run_dir, port=self.port("broker"))
+            started = time.monotonic()
+            self.broker.start()
+            self.own_broker = True
+            self.out(f"  + broker: Tansu at {self.broker.bootstrap}, ready in "
+                     f"{time.monotonic() - started:.1f}s (memory-only)")
+        ensure_topics(self.broker.bootstrap, partitions=self.settings.topic_partitions)
+        self.state.urls["Kafka bootstrap"] = self.broker.bootstrap
+
+    def start_mlflow(self) -> Callable[[], None]:
+        """Start the MLflow UI without waiting; returns the wait (it needs ~10-60 s to answer).
+
+        The tracking store's tables are created here first, so the UI and the bootstrap's training
+        run, which start at the same time, never race on the schema migration.
+        """
+        port = self.port("mlflow")
+        artifacts = self.settings.mlflow_artifacts_dir
+        artifacts.mkdir(parents=True, exist_ok=True)
+        url = f"http://127.0.0.1:{port}"
+        tracking = self.settings.mlflow_tracking_uri
+        if tracking.startswith("sqlite:///"):
+            Path(tracking.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            import logging
+
+            import mlflow
+
+            logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial tables..."
+            mlflow.MlflowClient(tracking_uri=tracking).search_experiments(max_results=1)
+        piece = self.start_piece(
+            "mlflow-ui",
+            [tool("mlflow"), "server", "--backend-store-uri", tracking,
+             "--default-artifact-root", str(artifacts), "--host", "127.0.0.1",
+             "--port", str(port), "--workers", "1"],
+            # The job runner (GenAI evaluation jobs) starts a dozen worker processes: not needed.
+            env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            ready=None, timeout_s=180,
+        )
+        piece.process.ready = lambda: http_ok(f"{url}/health")
+        self.state.urls["MLflow UI"] = url
+
+        def wait() -> None:
+            started = time.monotonic()
+            wait_until(lambda: piece.process.ready() or not piece.process.alive(), timeout_s=180,
+                       interval_s=0.2, what="the MLflow UI to answer")
+            if not piece.process.alive():
+                raise RuntimeError(f"MLflow UI exited; log {piece.process.log_path}\n{piece.process.tail()}")
+            self.out(f"  + mlflow-ui: ready after {time.monotonic() - started:.1f}s more")
+
+        return wait
+
+    def start_stream(self) -> None:
+        o = self.options
+        opts = command_options("simulate")
+        if opts is None:
+            self.skip("simulator", "cryptovol/commands/simulate.py not there yet")
+        else:
+            port = self.port("simulator")
+            cmd = cli("simulate", "--host", "127.0.0.1", "--port", str(port),
+                      "--products", ",".join(o.products), "--rate", f"{o.rate_hz:g}",
+                      "--seed", str(o.seed))
+            if o.regime_change_at_s is not None and "--regime-change-at" in opts:
+                cmd += ["--regime-change-at", f"{o.regime_change_at_s:g}"]
+                if "--regime-vol-mult" in opts:
+                    cmd += ["--regime-vol-mult", f"{o.regime_vol_mult:g}"]
+            cmd += list(o.simulator_args)
+            self.start_piece("simulator", cmd, ready=lambda: port_open("127.0.0.1", port))
+            self.state.urls["Simulator (WebSocket)"] = f"ws://127.0.0.1:{port}"
+        if "simulator" in self.state.skipped:
+            self.skip("ingest", "no simulator to connect to")
+        else:
+            self.start_cli_service("ingest", {
+                "--ws-url": f"ws://127.0.0.1:{self.state.ports['simulator']}",
+                "--products": ",".join(o.products),
+            })
+        self.start_cli_service("featurize", {"--flush-every-s": "1"})
+
+    def start_cli_service(
+        self, name: str, options: dict[str, str] | None = None, *, metrics: bool = True,
+        ready_timeout_s: float = 90,
+    ) -> Piece | None:
+        """`cryptovol <name> --opt value ...`, passing only the options the command offers, with a
+        metrics endpoint (also its readiness probe) when it has one."""
+        opts = command_options(name)
+        if opts is None:
+            self.skip(name, f"cryptovol/commands/{name}.py not there yet")
+            return None
+        cmd = cli(name)
+        for flag, value in (options or {}).items():
+            if flag in opts:
+                cmd += [flag, value]
+            else:
+                self.out(f"    ({name} has no {flag}; not passed)")
+        ready = None
+        if metrics and "--metrics-port" in opts:
+            port = self.port(f"{name}_metrics")
+            cmd += ["--metrics-port", str(port)]
+            url = f"http://127.0.0.1:{port}/metrics"
+            ready = lambda: http_ok(url)  # noqa: E731
+            self.state.urls[f"{name} metrics"] = url
+        return self.start_piece(name, cmd, ready=ready, timeout_s=ready_timeout_s)
+
+    def dagster_home(self) -> Path:
+        """$DAGSTER_HOME, else the Dagster engineer's default (<data>/dagster)."""
+        explicit = os.environ.get("DAGSTER_HOME", "").strip()
+        if explicit:
+            return Path(explicit)
+        return self.settings.data_dir / "dagster"
+
+    def start_dagster(self) -> None:
+        workspace = REPO_ROOT / "workspace.yaml"
+        ensure_repo_importable()
+        try:
+            found = importlib.util.find_spec("orchestration.dev") is not None
+        except ImportError:
+            found = False
+        if not workspace.is_file() or not found:
+            self.skip("dagster", "workspace.yaml / orchestration.dev not there yet")
+            return
+        from orchestration import dev
+
+        home = dev.prepare_dagster_home(self.settings, home=self.dagster_home())
+        port = self.port("dagster")
+        url = f"http://127.0.0.1:{port}"
+        self.start_piece(
+            "dagster", dev.dagster_dev_command(port, "127.0.0.1"),
+            env={**dev.dagster_env(home), **self.dagster_settings(),
+                 "CRYPTOVOL_MLFLOW_UI_URL": self.state.urls.get("MLflow UI", "")},
+            ready=lambda: http_ok(f"{url}/server_info"), timeout_s=180,
+        )
+        self.state.urls["Dagster UI"] = url
+
+    def dagster_settings(self) -> dict[str, str]:
+        """Sensor/policy timings that fit a demo of minutes, unless the user set them."""
+        o = self.options
+        wanted = {
+            "CRYPTOVOL_DRIFT_SENSOR_INTERVAL_S": "30",
+            "CRYPTOVOL_DRIFT_PERSISTENCE": "2",
+            "CRYPTOVOL_RETRAIN_COOLDOWN_S": f"{max(600.0, 3 * o.drift_every_s):g}",
+        }
+        return {k: os.environ.get(k, v) for k, v in wanted.items()}
+
+    def has_champion(self) -> bool:
+        from cryptovol.demo.bootstrap import champion_version
+
+        return champion_version(self.settings) is not None
+
+    def start_service(self) -> None:
+        target = bento_service_target()
+        if target is None:
+            self.skip("service", "bento/service.py (BentoML service) not there yet")
+            return
+        if not self.has_champion():
+            self.skip("service", "no champion model in the registry (bootstrap did not produce one)")
+            return
+        port = self.port("service")
+        url = f"http://127.0.0.1:{port}"
+        self.start_piece(
+            "service",
+            [tool("bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+            ready=lambda: http_ok(f"{url}/readyz"), timeout_s=180,
+        )
+        self.state.urls["BentoML Swagger UI"] = url
+        self.state.urls["BentoML metrics"] = f"{url}/metrics"
+
+    def start_scorer(self) -> None:
+        if command_options("score") is not None and not self.has_champion():
+            self.skip("score", "no champion model in the registry")
+            return
+        self.start_cli_service("score", [])
+
+    def start_drift_monitor(self) -> None:
+        """`cryptovol drift --every S`: a report every S seconds (the Dagster drift sensor reads them)."""
+        o = self.options
+        self.start_cli_service("drift", {
+            "--every": f"{o.drift_every_s:g}",
+            "--current-minutes": f"{o.current_minutes:g}",
+        }, ready_timeout_s=120)
+
+    def print_urls(self) -> None:
+        self.out("")
+        self.out("cryptovol demo is up:")
+        for name, url in self.state.urls.items():
+            self.out(f"  {name:<24} {url}")
+        if self.state.skipped:
+            self.out("not running: " + "; ".join(f"{k} ({v})" for k, v in self.state.skipped.items()))
+        self.out(f"  {'Drift reports':<24} {self.settings.reports_dir / 'drift'}")
+        self.out(f"  {'Alert log':<24} {self.settings.data_dir / 'alerts' / 'alerts.jsonl'}")
+        until = f"for {self.options.duration_s:g}s" if self.options.duration_s else "until Ctrl-C"
+        self.out(f"running {until}; status every {self.options.status_every_s:g}s")
+        self.out("")
+
+    # --- running --------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def run_loop(self) -> None:
+        from cryptovol.demo.status import StatusBoard
+
+        o = self.options
+        board = StatusBoard(
+            self.settings.data_dir,
+            service_url=self.state.urls.get("BentoML Swagger UI"),
+            mlflow_url=self.state.urls.get("MLflow UI"),
+            model_name=self.settings.model_name,
+        )
+        board.sample()
+        started = time.monotonic()
+        next_status = started + o.status_every_s
+        tty = sys.stdout.isatty()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if o.duration_s is not None and now - started >= o.duration_s:
+                break
+            if now >= next_status:
+                board.sample()
+                text = f"[{now - started:6.0f}s] {board.line()}"
+                self.out(("\r" + text) if tty else text)
+                next_status = now + o.status_every_s
+            self.watchdog()
+            self._stop.wait(0.2)
+
+    def watchdog(self) -> None:
+        """Restart a process that died (a crash must not end the demo); the broker too."""
+        if not self.options.restart_crashed:
+            return
+        if self.own_broker and self.broker and not self.broker.status().running:
+            self.out("! broker died: restarting it (memory-only: topics are recreated, "
+                     "producers resend from their spools)")
+            with contextlib.suppress(Exception):
+                self.broker.start()
+                ensure_topics(self.broker.bootstrap, partitions=self.settings.topic_partitions)
+        now = time.monotonic()
+        remember = now - self._last_tree_scan >= 5.0
+        if remember:
+            self._last_tree_scan = now
+        for piece in self.pieces:
+            proc = piece.process
+            if proc.alive():
+                if remember:
+                    piece.remember_tree()
+                continue
+            if self._stop.is_set():
+                continue
+            leftovers = piece.kill_leftovers()
+            if leftovers:
+                self.out(f"! {piece.name}: killed {leftovers} orphaned worker process(es) of the crashed one")
+            piece.restarts += 1
+            self.out(f"! {piece.name} exited with {proc.proc.returncode}: restart #{piece.restarts} "
+                     f"(log {proc.log_path})")
+            try:
+                proc.start(timeout_s=piece.ready_timeout_s)
+            except (TimeoutError, RuntimeError) as exc:
+                self.out(f"! {piece.name} failed to restart: {str(exc).splitlines()[0]}")
+
+    # --- stopping -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+        for piece in reversed(self.pieces):
+            piece.remember_tree()
+            code = piece.process.stop(timeout_s=20)
+            leftovers = piece.kill_leftovers()
+            extra = f", {leftovers} leftover worker(s) killed" if leftovers else ""
+            self.out(f"  - {piece.name} stopped (exit {code}{extra})")
+        if self.own_broker and self.broker is not None:
+            self.broker.stop()
+            self.out("  - broker stopped")
+        self.out(f"data left on disk under {self.settings.data_dir}")
+
+
+def _print_flush(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_demo(
+    settings: Settings, options: DemoOptions, out: Callable[[str], None] = _print_flush
+) -> int:
+    """Start everything, run until `duration_s` or Ctrl-C/SIGTERM, stop everything. Returns 0/1."""
+    demo = Demo(settings, options, out)
+
+    def on_signal(signum: int, frame: object) -> None:
+        demo.request_stop()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    code = 0
+    try:
+        demo.start()
+        demo.run_loop()
+    except KeyboardInterrupt:
+        out("\nstopping (Ctrl-C) ...")
+    except Exception as exc:  # noqa: BLE001 (report, stop what we started, exit non-zero)
+        out(f"\ndemo failed: {exc}")
+        code = 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            demo.stop()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    return code

@@ -1,0 +1,3 @@
+-- One PostgreSQL for the two stores that need a server form: MLflow tracking/registry and Dagster.
+CREATE DATABASE mlflow;
+CREATE DATABASE dagster;

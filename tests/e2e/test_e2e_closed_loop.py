@@ -1,0 +1,219 @@
+"""The closed loop on real processes: drift in the live market -> one retrain -> gate -> serving.
+
+History (calm, synthetic landing files) -> Dagster in-process materialization (raw_ticks, features,
+training graph) -> champion v1 served by a real `bentoml serve`. Then the live path runs as real
+processes: `cryptovol simulate` (fast-forwarded simulated clock, volatility x4 after one simulated
+minute) -> `cryptovol ingest` -> embedded broker -> `cryptovol featurize`. The drift report on the
+live window shows drift, the Dagster drift sensor requests exactly one retrain, the retrain runs
+the promotion gate, the alert log records the steps, and the service reports the new champion if
+the gate promoted it. The control run (same, without the regime change) triggers nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from cryptovol.alerts import CHAMPION_CHANGED, DRIFT_DETECTED, read_alerts
+from cryptovol.config import Settings
+from cryptovol.drift import DriftConfig, build_drift_report
+from cryptovol.procs import wait_until
+from cryptovol.simulator.synthetic import generate_landing_files
+
+pytestmark = pytest.mark.slow
+
+PRODUCTS = ("BTC-USD", "ETH-USD")
+HISTORY_S = 45 * 60
+#: Live simulated ticks: ~17 simulated minutes (5 of them rv_300s warm-up for the stream).
+LIVE_UPDATES = 16_000
+
+#: Small but real training (as in tests/orchestration): 3 purged folds, fewer trees and draws.
+FAST = {
+    "training_dataset": {"config": {"n_folds": 3}},
+    "baseline_model": {"config": {"n_boot": 50}},
+    "logistic_model": {"config": {"n_boot": 50}},
+    "xgboost_model": {"config": {"n_boot": 50, "n_estimators": 60}},
+}
+
+
+def _history_start() -> datetime:
+    # Far enough in the past that the fast-forwarded live stream also ends before "now".
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    return now - timedelta(hours=3)
+
+
+def _ingest_and_featurize(instance: dg.DagsterInstance, settings: Settings) -> None:
+    """What the landing sensor requests: raw_ticks + features (+ checks) for every partition."""
+    from assets.checks import SUITE_CHECKS
+    from assets.features import features
+    from assets.ingest import raw_ticks
+    from assets.partitions import partition_key
+    from cryptovol import lake
+    from orchestration.resources import default_resources
+
+    for product, day in lake.list_landing_partitions(settings.data_dir):
+        result = dg.materialize(
+            [raw_ticks, features, *SUITE_CHECKS], partition_key=partition_key(day, product),
+            resources=default_resources(), instance=instance,
+        )
+        assert result.success
+
+
+def _retrain(instance: dg.DagsterInstance, *, tags: dict[str, str] | None = None,
+             force_promotion: bool = False) -> dg.ExecuteInProcessResult:
+    from assets.training import TRAINING_ASSETS
+    from orchestration.resources import default_resources
+
+    ops = dict(FAST)
+    if force_promotion:  # bootstrap: the first champion, whatever the baselines say
+        ops["champion_model"] = {"config": {"min_pr_auc_gain": -1.0}}
+    result = dg.materialize(
+        TRAINING_ASSETS, resources=default_resources(), instance=instance,
+        run_config={"ops": ops}, tags=tags,
+    )
+    assert result.success
+    return result
+
+
+def _champion_metadata(result: dg.ExecuteInProcessResult) -> dict:
+    [materialization] = result.asset_materializations_for_node("champion_model")
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def _stream_rows(settings: Settings) -> int:
+    return sum(pq.read_metadata(p).num_rows for p in settings.features_dir.glob("**/part-stream*.parquet"))
+
+
+def _run_live(settings, simulator_factory, ingestor_factory, featurizer_factory, start: datetime,
+              regime_change_at_s: float | None) -> int:
+    options = {"rate": "max", "seed": 5, "start_time": start.isoformat().replace("+00:00", "Z"),
+               "max_updates": LIVE_UPDATES, "record": False}
+    if regime_change_at_s is not None:
+        options.update(regime_change_at=regime_change_at_s, regime_vol_mult=4)
+    simulator = simulator_factory(**options)
+    featurizer = featurizer_factory("--lateness-s", "0", "--flush-every-s", "1")
+    ingestor = ingestor_factory(simulator.url, "--products", ",".join(PRODUCTS))
+    wait_until(lambda: ingestor.metrics().get("published", 0) >= LIVE_UPDATES,
+               timeout_s=600, interval_s=1.0, what=f"{LIVE_UPDATES} live ticks published")
+    landed = int(ingestor.metrics()["landed"])
+    # Every published tick becomes a durable stream feature row.
+    wait_until(lambda: _stream_rows(settings) >= landed, timeout_s=300, interval_s=1.0,
+               what="the stream featurizer to catch up")
+    ingestor.process.stop()
+    featurizer.process.stop()
+    simulator.stop()
+    return landed
+
+
+def _evaluate_drift_sensor(instance: dg.DagsterInstance, cursor: str | None, data_dir: Path):
+    from orchestration.definitions import defs
+    from orchestration.resources import AlertsResource, LakeResource
+    from sensors.drift import drift_retrain_sensor
+
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs,
+        resources={"lake": LakeResource(data_dir=str(data_dir)), "alerts": AlertsResource()},
+    )
+    return drift_retrain_sensor.evaluate_tick(context)
+
+
+def _version(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/version", timeout=5) as response:  # noqa: S310 (loopback)
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def loop_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Policy: two consecutive drifted reports make an event; no cooldown after the bootstrap run.
+    monkeypatch.setenv("CRYPTOVOL_DRIFT_MIN_SHARE", "0.5")
+    monkeypatch.setenv("CRYPTOVOL_DRIFT_PERSISTENCE", "2")
+    monkeypatch.setenv("CRYPTOVOL_RETRAIN_COOLDOWN_S", "0")
+
+
+def _bootstrap(instance, settings: Settings) -> tuple[datetime, str]:
+    start = _history_start()
+    generate_landing_files(settings.data_dir, PRODUCTS, start, duration_s=HISTORY_S, seed=11)
+    _ingest_and_featurize(instance, settings)
+    first = _champion_metadata(_retrain(instance, force_promotion=True))
+    assert first["champion_version"] == "1"
+    return start + timedelta(seconds=HISTORY_S + 1), first["champion_version"]
+
+
+def _two_reports(settings: Settings) -> list[dict]:
+    """Two consecutive reports (as the monitor writes them), on the last 10 and 8 live minutes."""
+    return [build_drift_report(settings, DriftConfig(current_minutes=m)).summary for m in (10, 8)]
+
+
+def test_regime_change_triggers_one_retrain_and_the_service_follows_the_gate(
+    data_dir, broker, instance, loop_env, simulator_factory, ingestor_factory, featurizer_factory,
+    bento_server_factory,
+) -> None:
+    settings = Settings.from_env()
+    live_start, v1 = _bootstrap(instance, settings)
+    server = bento_server_factory(data_dir, env={"CRYPTOVOL_MODEL_POLL_S": "1"})
+    assert _version(server.url)["model_version"] == v1
+
+    _run_live(settings, simulator_factory, ingestor_factory, featurizer_factory, live_start,
+              regime_change_at_s=60)
+
+    reports = _two_reports(settings)
+    for summary in reports:
+        assert summary["dataset_drift"] is True, summary["drifted_columns"]
+        assert summary["reference_source"].startswith("champion training window")
+        assert summary["reference_window"]["end_ns"] <= summary["current_window"]["start_ns"]
+        assert summary["current_window"]["start_ns"] > int(live_start.timestamp() * 1e9)
+        assert {"rv_30s", "rv_60s"} <= set(summary["drifted_columns"])
+
+    tick = _evaluate_drift_sensor(instance, None, data_dir)
+    assert len(tick.run_requests) == 1
+    request = tick.run_requests[0]
+    assert request.tags["cryptovol/trigger"] == "drift"
+    assert request.tags["cryptovol/drift_report"] == reports[1]["json_path"]
+    [drift_alert] = read_alerts(data_dir / "alerts" / "alerts.jsonl", kind=DRIFT_DETECTED)
+    assert drift_alert["details"]["retrain_requested"] is True
+    # The same event does not retrain twice.
+    build_drift_report(settings, DriftConfig(current_minutes=6))
+    assert _evaluate_drift_sensor(instance, tick.cursor, data_dir).run_requests == []
+
+    # The retrain the sensor asked for: the landing sensor's refresh of the features, then the job.
+    _ingest_and_featurize(instance, settings)
+    decision = _champion_metadata(_retrain(instance, tags=request.tags))
+    assert decision["registered_version"] == "2"
+    assert decision["reason"]
+    changes = read_alerts(data_dir / "alerts" / "alerts.jsonl", kind=CHAMPION_CHANGED)
+    if decision["promoted"]:
+        assert decision["champion_version"] == "2"
+        assert [a["details"]["champion"] for a in changes] == ["1", "2"]
+        wait_until(lambda: _version(server.url)["model_version"] == "2", timeout_s=120,
+                   interval_s=1.0, what="the service to hot-swap to v2")
+    else:
+        assert decision["champion_version"] == v1
+        assert [a["details"]["champion"] for a in changes] == ["1"]
+        assert _version(server.url)["model_version"] == v1
+
+
+def test_calm_market_triggers_no_retrain(
+    data_dir, broker, instance, loop_env, simulator_factory, ingestor_factory, featurizer_factory,
+) -> None:
+    settings = Settings.from_env()
+    live_start, _ = _bootstrap(instance, settings)
+    _run_live(settings, simulator_factory, ingestor_factory, featurizer_factory, live_start,
+              regime_change_at_s=None)
+
+    for summary in _two_reports(settings):
+        assert summary["dataset_drift"] is False, summary["drifted_columns"]
+    tick = _evaluate_drift_sensor(instance, None, data_dir)
+    assert tick.run_requests == []
+    assert read_alerts(data_dir / "alerts" / "alerts.jsonl", kind=DRIFT_DETECTED) == []
