@@ -49,6 +49,11 @@ def make_producer(bootstrap_servers: str, **overrides: Any) -> KafkaProducer:
     settings = {
         "acks": "all",
         "retries": 5,
+        # kafka-python 3 turns idempotence on by default, but the memory-only embedded broker forgets
+        # producer ids when it restarts and every later send then fails until the process restarts.
+        # Consumers here de-duplicate, so retries' rare duplicates are harmless; opt in for Redpanda
+        # or Kafka with KAFKA_ENABLE_IDEMPOTENCE=true.
+        "enable_idempotence": os.environ.get("KAFKA_ENABLE_IDEMPOTENCE", "").lower() in ("1", "true", "yes"),
         "linger_ms": 5,
         "max_in_flight_requests_per_connection": 1,  # keeps per-key order under retries
         "key_serializer": DefaultSerializer(),
