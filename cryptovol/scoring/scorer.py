@@ -172,7 +172,7 @@ class StreamingScorer:
                 # Commit what we scored before the partitions move (not on close: done already).
                 if revoked and not scorer._closing:
                     try:
-                        scorer._flush(producer, consumer)
+                        scorer._flush(producer, consumer, commit_sync=False)
                     except Exception:
                         log.exception("flush before rebalance failed; rows will be re-scored")
 
@@ -280,8 +280,12 @@ class StreamingScorer:
         if self.metrics is not None:
             self.metrics.observe_rejection(exc.reason)
 
-    def _flush(self, producer: Any, consumer: Any) -> None:
-        """Parquet part on disk + producer flushed, then commit: nothing committed is lost."""
+    def _flush(self, producer: Any, consumer: Any, *, commit_sync: bool = True) -> None:
+        """Parquet part on disk + producer flushed, then commit: nothing committed is lost.
+
+        Inside a rebalance listener kafka-python 3 refuses blocking calls, so that caller commits
+        asynchronously (`commit_sync=False`), as the featurizer does.
+        """
         if self._buffer:
             frame = pd.DataFrame(self._buffer, columns=list(PREDICTION_COLUMNS))
             files = write_prediction_parts(frame, self.settings.predictions_dir)
@@ -290,7 +294,10 @@ class StreamingScorer:
             self._buffer = []
         producer.flush(timeout=30)
         if consumer.assignment():
-            consumer.commit()
+            if commit_sync:
+                consumer.commit()
+            else:
+                consumer.commit_async()
             self.stats.commits += 1
 
 
