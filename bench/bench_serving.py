@@ -162,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
             s = time.perf_counter()
             model.predict(one)
             single_lat.append(time.perf_counter() - s)
+        # What the service's /predict calls per (merged) request: the pandas-free matrix path.
+        one_x = one[FEATURE_NAMES].to_numpy(dtype=np.float64)
+        matrix_lat = []
+        for _ in range(300):
+            s = time.perf_counter()
+            model.predict_matrix(one_x)
+            matrix_lat.append(time.perf_counter() - s)
         s = time.perf_counter()
         for _ in range(10):
             model.predict(batch)
@@ -213,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{_percentile(single_lat, 50) * 1e3:.2f} ms | |")
         print(f"| single-row requests, concurrency {args.concurrency}: p99 latency | {p99:.1f} ms | "
               f"{_percentile(single_lat, 99) * 1e3:.2f} ms | |")
+        print(f"| in-process `ServedModel.predict_matrix` of one row (the service's path): p50 / p99 | | "
+              f"{_percentile(matrix_lat, 50) * 1e3:.2f} / {_percentile(matrix_lat, 99) * 1e3:.2f} ms | |")
         print(f"| load generator's own CPU per single-row request (same 2 cores) | {client_cpu_ms:.1f} ms "
               "| | |")
         print(f"| single-row throughput | {served_single_rps:,.0f} req/s | {bare_single_rows_s:,.0f} "

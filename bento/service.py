@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import bentoml
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable
+from bentoml.validators import ContentType
 from fastapi import FastAPI
 from pydantic import Field
 
@@ -48,7 +49,15 @@ BATCH_MAX_LATENCY_MS = int(os.environ.get("CRYPTOVOL_BATCH_MAX_LATENCY_MS", "500
 #: its own, so during a swap two workers may answer with different versions for up to one poll
 #: interval (every single answer still comes from one model).
 WORKERS = int(os.environ.get("CRYPTOVOL_SERVICE_WORKERS", "1"))
+#: BentoML's per-request access log (CRYPTOVOL_ACCESS_LOG=0 turns it off): on by default; off saves
+#: a log record per request for high-rate single-row callers (measured in docs/BENCHMARKS.md).
+ACCESS_LOG = os.environ.get("CRYPTOVOL_ACCESS_LOG", "1").strip().lower() not in ("0", "false", "no", "off")
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
+#: The answer type of /predict and /predict_batch. The explicit JSON content type is not cosmetic:
+#: without it BentoML 1.4 works out the media type of a list-typed answer by regenerating its
+#: pydantic JSON schema on every response (~2 ms CPU per request, the largest single cost of a
+#: one-row request; see docs/BENCHMARKS.md, serving). The response is the same application/json.
+Predictions = Annotated[list[Prediction], ContentType("application/json")]
 
 
 class BearerAuth:
@@ -88,7 +97,8 @@ info_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @bentoml.asgi_app(info_app, path="/")
-@bentoml.service(name="cryptovol_spike", workers=WORKERS, traffic={"timeout": 60})
+@bentoml.service(name="cryptovol_spike", workers=WORKERS, traffic={"timeout": 60},
+                 logging={"access": {"enabled": ACCESS_LOG}})
 class SpikeService:
     """Spike probability for feature rows or raw tick windows, from models:/<name>@champion."""
 
@@ -152,23 +162,24 @@ class SpikeService:
             raise ServiceUnavailable(str(exc)) from exc
 
     def _score_rows(self, rows: list[Any], endpoint: str) -> list[dict[str, Any]]:
-        from cryptovol.serving.predict import prediction_records
-        from cryptovol.serving.schemas import feature_rows_to_frame
+        from cryptovol.serving.predict import matrix_records
+        from cryptovol.serving.schemas import feature_rows_to_matrix
 
         started = time.perf_counter()
         model = self._model()  # one snapshot for the whole batch, even if a swap happens now
-        frame = feature_rows_to_frame(rows)
-        out = model.predict(frame)
-        records = prediction_records(model, out, [(r.product_id, r.event_time_ns) for r in rows])
-        self.metrics.observe_predictions(out["spike_flag"].to_numpy(), time.perf_counter() - started,
-                                         endpoint)
-        self.shadow.submit(frame, model, out)
+        # No DataFrame on the hot path: validated rows -> float64 matrix -> model -> answers.
+        matrix = feature_rows_to_matrix(rows)
+        probability, flag = model.predict_matrix(matrix)
+        records = matrix_records(model, probability, flag, rows)
+        self.metrics.observe_predictions(flag, time.perf_counter() - started, endpoint)
+        if self.shadow.active:  # frames for the challenger only when there is one
+            self.shadow.submit_matrix(matrix, model, probability, flag)
         return records
 
     @bentoml.api(batchable=ADAPTIVE_BATCHING, max_batch_size=MAX_BATCH, max_latency_ms=BATCH_MAX_LATENCY_MS)
     def predict(
         self, rows: Annotated[list[FeatureRow], Field(min_length=1, max_length=MAX_BATCH)]
-    ) -> list[Prediction]:
+    ) -> Predictions:
         """Feature rows -> per row: spike probability, flag, model name/version/alias.
 
         Adaptive batching merges concurrent requests into one model call: the endpoint for many
@@ -178,7 +189,7 @@ class SpikeService:
     @bentoml.api
     def predict_batch(
         self, rows: Annotated[list[FeatureRow], Field(min_length=1, max_length=MAX_BATCH)]
-    ) -> list[Prediction]:
+    ) -> Predictions:
         """Same input and answers as /predict, without the batching dispatcher: for bulk callers
         sending hundreds to thousands of rows per request, where the dispatcher's queueing only
         adds latency (both measured side by side in docs/BENCHMARKS.md, serving)."""

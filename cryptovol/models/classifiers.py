@@ -54,7 +54,12 @@ def model_input_arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     operations would cost more than the model itself.
     """
     FEATURE_SET.validate_columns(list(frame.columns))
-    X = frame[FEATURE_NAMES].to_numpy(dtype=np.float64)
+    return model_input_arrays_from_matrix(frame[FEATURE_NAMES].to_numpy(dtype=np.float64))
+
+
+def model_input_arrays_from_matrix(X: np.ndarray) -> dict[str, np.ndarray]:
+    """`model_input_arrays` of a float64 matrix whose columns are FEATURE_NAMES, in order (the
+    serving fast path in `cryptovol.models.pyfunc` starts from such a matrix, without pandas)."""
     f = {name: X[:, i] for i, name in enumerate(FEATURE_NAMES)}
     cols: dict[str, np.ndarray] = {}
     for name in FEATURE_NAMES:

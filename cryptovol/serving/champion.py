@@ -93,9 +93,37 @@ class ServedModel:
             "loaded_at": self.loaded_at,
         }
 
+    def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(spike_probability float64, spike_flag bool) for a float64 matrix of FEATURE_NAMES
+        columns in order: the service's per-request path. Uses the pandas-free fast path of
+        `cryptovol.models.pyfunc.predict_matrix` for the model kinds it covers (same numbers),
+        the general `predict` otherwise."""
+        fast = self._fast_predictor()
+        if fast is not None:
+            result = _predict_matrix(fast, X)
+            if result is not None:
+                return result
+        out = self.predict(pd.DataFrame(X, columns=FEATURE_NAMES))
+        return (out["spike_probability"].to_numpy(dtype=np.float64),
+                out["spike_flag"].to_numpy(dtype=bool))
+
+    def _fast_predictor(self) -> Any:
+        """The `SpikePredictor` inside a stored `SpikeModel`, if that is what this model is."""
+        from cryptovol.models.pyfunc import SpikeModel
+
+        if type(self.python_model) is SpikeModel:
+            return getattr(self.python_model, "predictor", None)
+        return None
+
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         """Feature rows (FEATURE_NAMES columns, any order, extras ignored) -> probability + flag."""
         frame = features if list(features.columns) == FEATURE_NAMES else features.loc[:, FEATURE_NAMES]
+        fast = self._fast_predictor()
+        if fast is not None:
+            result = _predict_matrix(fast, frame.to_numpy(dtype=np.float64))
+            if result is not None:
+                return pd.DataFrame({"spike_probability": result[0], "spike_flag": result[1]},
+                                    index=features.index)
         if self.python_model is not None:
             if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0:
                 frame = frame.reset_index(drop=True)
@@ -109,6 +137,12 @@ class ServedModel:
             },
             index=features.index,
         )
+
+
+def _predict_matrix(predictor: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    from cryptovol.models.pyfunc import predict_matrix
+
+    return predict_matrix(predictor, X)
 
 
 # --- the probe batch --------------------------------------------------------------------------

@@ -48,6 +48,27 @@ def prediction_records(
     ]
 
 
+def matrix_records(
+    model: ServedModel, probability: np.ndarray, flag: np.ndarray, rows: list[Any]
+) -> list[dict[str, Any]]:
+    """`prediction_records` for the service's matrix path: answers keyed by each validated row's
+    optional `product_id` / `event_time_ns`, without building an output DataFrame."""
+    name, version, alias = model.name, model.version, model.alias
+    return [
+        {
+            "spike_probability": p,
+            "spike_flag": f,
+            "model_name": name,
+            "model_version": version,
+            "model_alias": alias,
+            "product_id": r.product_id,
+            "event_time_ns": r.event_time_ns,
+        }
+        for p, f, r in zip(np.asarray(probability, dtype=np.float64).tolist(),
+                           np.asarray(flag, dtype=bool).tolist(), rows, strict=True)
+    ]
+
+
 def features_for_last_tick(ticks: pd.DataFrame) -> pd.Series:
     """The feature row of the last tick of one product's window (TICK_COLUMNS, event-time order).
 

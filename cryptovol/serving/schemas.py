@@ -64,10 +64,14 @@ FeatureRow: type[BaseModel] = create_model(
 _features_of = attrgetter(*FEATURE_NAMES)
 
 
+def feature_rows_to_matrix(rows: list[Any]) -> np.ndarray:
+    """Validated `FeatureRow`s -> a float64 matrix, one column per FEATURE_NAMES entry, in order."""
+    return np.array([_features_of(r) for r in rows], dtype=np.float64).reshape(len(rows), -1)
+
+
 def feature_rows_to_frame(rows: list[Any]) -> pd.DataFrame:
     """Validated `FeatureRow`s -> a float64 DataFrame with FEATURE_NAMES columns, in order."""
-    values = np.array([_features_of(r) for r in rows], dtype=np.float64).reshape(len(rows), -1)
-    return pd.DataFrame(values, columns=FEATURE_NAMES)
+    return pd.DataFrame(feature_rows_to_matrix(rows), columns=FEATURE_NAMES)
 
 
 class Prediction(BaseModel):
@@ -146,6 +150,7 @@ __all__ = [
     "TickIn",
     "TickPrediction",
     "feature_rows_to_frame",
+    "feature_rows_to_matrix",
     "max_batch_from_env",
     "max_ticks_from_env",
     "ticks_to_frame",

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cryptovol.featureset import FEATURE_NAMES
 from cryptovol.serving.champion import ChampionLoader, ServedModel
 from cryptovol.serving.metrics import ServingMetrics
 
@@ -48,6 +49,20 @@ class ShadowScorer:
         self.scored = 0
         self.dropped = 0
         self.failed = 0
+
+    @property
+    def active(self) -> bool:
+        """A challenger is loaded: only then is there anything to submit."""
+        return self.challenger.current is not None
+
+    def submit_matrix(self, features: np.ndarray, champion: ServedModel, probability: np.ndarray,
+                      flag: np.ndarray) -> bool:
+        """`submit` for the service's matrix path (FEATURE_NAMES columns, in order)."""
+        if not self.active:
+            return False
+        frame = pd.DataFrame(features, columns=FEATURE_NAMES)
+        out = pd.DataFrame({"spike_probability": probability, "spike_flag": flag})
+        return self.submit(frame, champion, out)
 
     def submit(self, features: pd.DataFrame, champion: ServedModel, champion_out: pd.DataFrame) -> bool:
         """Queue rows for the challenger if one exists; never blocks. True when queued."""
