@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 #: name -> module under cryptovol.commands (kept in build order).
@@ -56,6 +57,9 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Nothing outside the repo's .venv and data dir unless asked: no telemetry settings in ~/.config.
+    for name in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "BENTOML_DO_NOT_TRACK"):
+        os.environ.setdefault(name, "true")
     parser, chosen = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
