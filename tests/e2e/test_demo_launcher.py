@@ -83,3 +83,16 @@ def test_leftover_workers_of_a_crashed_server_are_killed(tmp_path: Path) -> None
                 psutil.Process(int(pid_file.read_text())).kill()
             except psutil.Error:
                 pass
+
+
+def test_demo_serves_the_real_bentoml_service_class():
+    """The demo must start the service `bentoml serve` would (a stale target silently skipped it)."""
+    import importlib
+
+    from cryptovol.demo.launcher import bento_service_target
+
+    target = bento_service_target()
+    assert target is not None
+    module_name, _, class_name = target.partition(":")
+    service = getattr(importlib.import_module(module_name), class_name)
+    assert service.name == "cryptovol_spike"
