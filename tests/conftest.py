@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -308,8 +309,10 @@ def bento_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
 
 
 @dataclass
-class FeaturizerHandle:
-    """One running `cryptovol featurize` process (its data dir and broker come from the env)."""
+class CliProcessHandle:
+    """One running `cryptovol <command>` process that ends with a `<command> summary: {...}` line."""
+
+    SUMMARY_MARKER: ClassVar[str] = ""
 
     name: str
     metrics_url: str
@@ -320,11 +323,18 @@ class FeaturizerHandle:
         return _read_or_empty(self.log_path)
 
     def summary(self) -> dict:
-        """The counters of the final `featurize summary: {...}` line (after a clean stop)."""
-        lines = [ln for ln in self.log().splitlines() if "featurize summary: " in ln]
+        """The counters of the final summary line (after a clean stop)."""
+        lines = [ln for ln in self.log().splitlines() if self.SUMMARY_MARKER in ln]
         if not lines:
             raise AssertionError(f"{self.name} printed no summary; log:\n{self.process.tail()}")
-        return json.loads(lines[-1].split("featurize summary: ", 1)[1])
+        return json.loads(lines[-1].split(self.SUMMARY_MARKER, 1)[1])
+
+
+@dataclass
+class FeaturizerHandle(CliProcessHandle):
+    """One running `cryptovol featurize` process (its data dir and broker come from the env)."""
+
+    SUMMARY_MARKER: ClassVar[str] = "featurize summary: "
 
 
 @pytest.fixture
@@ -366,16 +376,10 @@ def featurizer_factory(tmp_path: Path) -> Iterator[Callable[..., FeaturizerHandl
 
 
 @dataclass
-class IngestorHandle:
+class IngestorHandle(CliProcessHandle):
     """One running `cryptovol ingest` process (data dir and broker come from the env)."""
 
-    name: str
-    metrics_url: str
-    log_path: Path
-    process: ManagedProcess
-
-    def log(self) -> str:
-        return _read_or_empty(self.log_path)
+    SUMMARY_MARKER: ClassVar[str] = "ingest summary: "
 
     def metrics(self) -> dict[str, float]:
         """Current counters from its Prometheus endpoint, e.g. `{"landed": 12.0, ...}` ({} if down)."""
@@ -393,13 +397,6 @@ class IngestorHandle:
                 name, _, value = line.partition(" ")
                 values[name[len(prefix):].removesuffix("_total")] = float(value)
         return values
-
-    def summary(self) -> dict:
-        """The counters of the final `ingest summary: {...}` line (after a clean stop)."""
-        lines = [ln for ln in self.log().splitlines() if "ingest summary: " in ln]
-        if not lines:
-            raise AssertionError(f"{self.name} printed no summary; log:\n{self.process.tail()}")
-        return json.loads(lines[-1].split("ingest summary: ", 1)[1])
 
 
 @pytest.fixture
