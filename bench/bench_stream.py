@@ -36,6 +36,9 @@ from cryptovol.stream.engine import SourceRecord, StreamEngine
 from cryptovol.stream.featurizer import PRODUCER_SETTINGS, FeaturizerConfig, StreamFeaturizer
 from cryptovol.ticks import Tick
 
+#: Both loops make their output durable (producer flush + commit) on this cadence only.
+FLUSH_EVERY_S = 1.0
+
 
 def make_ticks(n: int, seed: int = 1) -> list[Tick]:
     rate_hz = 4.0
@@ -64,7 +67,7 @@ def pass_through(bootstrap: str, n: int, group: str, out_topic: str) -> tuple[fl
     last_flush = time.monotonic()
     next_offsets: dict[int, int] = {}
     try:
-        while seen < n:
+        while True:
             batch = consumer.poll(timeout_ms=100)
             for tp, records in batch.items():
                 if first is None and records:
@@ -74,12 +77,13 @@ def pass_through(bootstrap: str, n: int, group: str, out_topic: str) -> tuple[fl
                     producer.send(out_topic, key=rec.key, value=rec.value)
                     next_offsets[tp.partition] = rec.offset + 1
                 seen += len(records)
-            if time.monotonic() - last_flush >= 1.0 or seen >= n:
+            if time.monotonic() - last_flush >= FLUSH_EVERY_S:
                 producer.flush()
                 consumer.commit({TopicPartition(TOPIC_RAW, p): OffsetAndMetadata(o, "", -1)
                                  for p, o in next_offsets.items()})
                 last_flush = time.monotonic()
-        return time.perf_counter() - first, time.process_time() - first_cpu
+                if seen >= n:
+                    return time.perf_counter() - first, time.process_time() - first_cpu
     finally:
         consumer.close()
         producer.close()
@@ -90,7 +94,7 @@ def featurize(bootstrap: str, n: int, group: str, data_dir: Path) -> tuple[float
     stop = threading.Event()
     featurizer = StreamFeaturizer(
         FeaturizerConfig(bootstrap, data_dir / "features", group_id=group, lateness_s=0.0,
-                         flush_every_s=1.0, log_every_s=3600),
+                         flush_every_s=FLUSH_EVERY_S, log_every_s=3600),
         stop=stop,
     )
     runner = threading.Thread(target=featurizer.run, daemon=True)
@@ -127,7 +131,7 @@ def per_tick_latency(n_ticks: int = 5000) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=20_000, help="ticks per run (default 20,000)")
+    parser.add_argument("--n", type=int, default=100_000, help="ticks per run (default 100,000)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of both (default 2)")
     args = parser.parse_args()
 

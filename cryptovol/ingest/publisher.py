@@ -5,11 +5,15 @@ never stalls the WebSocket. The thread has two modes:
 
 - direct: the spool is empty and the broker is up: records go straight to `producer.send`.
 - spooled: the broker is down (kafka-python raises NoBrokersAvailable on creation, or sends time
-  out), or the spool still holds records: every new record is appended to the durable spool, and
-  while the broker is up the spool is sent in order; when it is fully acknowledged, back to direct.
+  out), or the spool still holds records not yet handed to the producer: every new record is
+  appended to the durable spool, and while the broker is up the spool is sent in order.
 
-Because the spool is drained in append order before any newer record is sent directly, records of
-one key (product) reach the topic in the order they were published. On a broker loss the producer
+As soon as every spooled record has been handed to the producer, new records go direct again: the
+producer keeps send order per partition, so they queue behind the spooled ones. The spool is
+truncated once its last record is acknowledged. (Waiting for the acknowledgements before going
+direct would never end under steady traffic: each ack round trip lets new records into the spool.)
+Because the spool is sent in append order before any newer record, records of one key (product)
+reach the topic in the order they were published. On a broker loss the producer
 is force-closed, records it had not acknowledged go to the spool (in order), and the thread
 reconnects with backoff, recreating the topics first (the embedded broker restarts empty).
 """
@@ -164,7 +168,7 @@ class Publisher(threading.Thread):
                 self._connect()
             batch = self._take_batch(timeout=0.02 if self._inflight or self.spool.pending else 0.05)
             if batch:
-                if self._producer is None or self.spool.pending or self._has_unsent_spool():
+                if self._producer is None or self._has_unsent_spool():
                     self._to_spool(batch)
                 else:
                     self._send_direct(batch)

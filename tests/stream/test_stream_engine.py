@@ -3,9 +3,9 @@ and resuming from what the sink already holds (the exactly-once mechanism)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -83,7 +83,7 @@ def test_late_tick_is_rejected_and_counted_and_duplicates_are_dropped(btc):
     for rec in _records(btc[:200]):
         engine.offer(rec)
     engine.release()
-    late = SourceRecord(replace(btc[50], sequence=-7), 0, 999)
+    late = SourceRecord(msgspec.structs.replace(btc[50], sequence=-7), 0, 999)
     rejected = engine.offer(late)
     assert rejected is not None and rejected.reason == "late_tick" and "BTC-USD" in rejected.detail
     assert engine.offer(SourceRecord(btc[199], 0, 1000)) is None  # same identity again: duplicate

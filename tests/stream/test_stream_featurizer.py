@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import threading
 import urllib.request
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -185,7 +185,7 @@ def test_late_and_bad_messages_are_dead_lettered_and_counted(data_dir, broker, l
     btc = [t for t in ticks if t.product_id == "BTC-USD"][:400]
     assert btc == sorted(btc, key=lambda t: t.event_time_ns)
     late = btc[100]
-    late_copy = replace(late, sequence=10**9)
+    late_copy = msgspec.structs.replace(late, sequence=10**9)
     wrong_type = {**json.loads(btc[0].to_json()), "event_time_ns": "soon"}
     bad = [(b"BTC-USD", b"{not json"), (b"BTC-USD", json.dumps({"product_id": "BTC-USD"}).encode()),
            (b"BTC-USD", json.dumps(wrong_type).encode())]
