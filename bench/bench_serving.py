@@ -4,7 +4,9 @@
 
 Trains and registers a small real model (cryptovol.models, synthetic ticks) in a tmp MLflow
 SQLite store, serves it on a free loopback port, then measures
-  - single-row /predict requests at concurrency 8: p50/p99 latency and requests/s,
+  - single-row /predict requests at concurrency 8: p50/p99 latency and requests/s, from keep-alive
+    `http.client` connections (and, for comparison, from httpx clients, which cost the shared
+    cores ~10x more CPU per request),
   - batched /predict requests (1000 rows): rows/s,
 beside the same model's bare in-process predict (the ceiling) in the same run, as ratios.
 Bounded request counts, loopback only; everything it starts is stopped.
@@ -13,12 +15,14 @@ Bounded request counts, loopback only; everything it starts is stopped.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -32,32 +36,56 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def _load_generator(url: str, bodies: list[bytes], concurrency: int) -> tuple[list[float], float, int]:
-    """POST every body once from `concurrency` keep-alive clients; (latencies s, wall s, failures)."""
-    import httpx
+def _load_generator(url: str, bodies: list[bytes], concurrency: int,
+                    client: str = "http.client") -> tuple[list[float], float, int]:
+    """POST every body once from `concurrency` keep-alive clients; (latencies s, wall s, failures).
 
+    `client="http.client"` (default): one standard-library keep-alive connection per thread, about
+    a tenth of httpx's CPU per request. The generator shares the machine's 2 cores with the server,
+    so its own CPU shows up as server latency; `client="httpx"` keeps the earlier generator for
+    comparison (both are reported side by side in the same run).
+    """
     latencies: list[float] = []
     failures = [0]
     lock = threading.Lock()
     queue = list(range(len(bodies)))
+    parsed = urllib.parse.urlsplit(url)
 
-    def worker() -> None:
-        with httpx.Client(timeout=60, headers={"Content-Type": "application/json"}) as client:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    i = queue.pop()
+    def next_index() -> int | None:
+        with lock:
+            return queue.pop() if queue else None
+
+    def record(ok: bool, elapsed: float) -> None:
+        with lock:
+            if ok:
+                latencies.append(elapsed)
+            else:
+                failures[0] += 1
+
+    def worker_http_client() -> None:
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=60)
+        headers = {"Content-Type": "application/json"}
+        try:
+            while (i := next_index()) is not None:
                 started = time.perf_counter()
-                response = client.post(url, content=bodies[i])
-                elapsed = time.perf_counter() - started
-                with lock:
-                    if response.status_code == 200:
-                        latencies.append(elapsed)
-                    else:
-                        failures[0] += 1
+                conn.request("POST", parsed.path, body=bodies[i], headers=headers)
+                response = conn.getresponse()
+                response.read()
+                record(response.status == 200, time.perf_counter() - started)
+        finally:
+            conn.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    def worker_httpx() -> None:
+        import httpx
+
+        with httpx.Client(timeout=60, headers={"Content-Type": "application/json"}) as session:
+            while (i := next_index()) is not None:
+                started = time.perf_counter()
+                response = session.post(url, content=bodies[i])
+                record(response.status_code == 200, time.perf_counter() - started)
+
+    target = worker_httpx if client == "httpx" else worker_http_client
+    threads = [threading.Thread(target=target) for _ in range(concurrency)]
     started = time.perf_counter()
     for t in threads:
         t.start()
@@ -127,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="model to serve; `stub` = a near-free model, to isolate serving overhead")
     parser.add_argument("--requests", type=int, default=2000, help="single-row requests")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="service worker processes (CRYPTOVOL_SERVICE_WORKERS; default 1)")
     parser.add_argument("--batch-rows", type=int, default=1000)
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--batch-concurrency", type=int, default=2)
@@ -184,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
              "--host", "127.0.0.1", "--port", str(port)],
             log_path=Path(tmp) / "serve.log",
             env={"CRYPTOVOL_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": tracking_uri(data_dir),
-                 "BENTOML_HOME": str(Path(tmp) / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"},
+                 "BENTOML_HOME": str(Path(tmp) / "bentoml"), "BENTOML_DO_NOT_TRACK": "true",
+                 **({"CRYPTOVOL_SERVICE_WORKERS": str(args.workers)} if args.workers else {})},
             cwd=REPO_ROOT,
             ready=lambda: http_ok(url + "/readyz", timeout_s=2.0),
         )
@@ -202,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
             cpu0 = time.process_time()
             lat, wall, fail_single = _load_generator(url + "/predict", singles, args.concurrency)
             client_cpu_ms = (time.process_time() - cpu0) / max(1, len(lat)) * 1e3
+            # The same requests from the earlier httpx generator, for comparison.
+            cpu0 = time.process_time()
+            xlat, xwall, fail_httpx = _load_generator(url + "/predict", singles, args.concurrency,
+                                                      client="httpx")
+            httpx_cpu_ms = (time.process_time() - cpu0) / max(1, len(xlat)) * 1e3
+            fail_single += fail_httpx
             batches = [body(batch)] * args.batches
             blat, bwall, fail_batch = _load_generator(url + "/predict", batches, args.batch_concurrency)
             # The same requests on /predict_batch (no batching dispatcher), side by side.
@@ -214,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         served_batch_rows_s = len(blat) * args.batch_rows / bwall
         p50, p99 = _percentile(lat, 50) * 1e3, _percentile(lat, 99) * 1e3
         print()
-        print(f"| measure ({args.kind}) | served | bare in-process | served / bare |")
+        workers = args.workers or os.environ.get("CRYPTOVOL_SERVICE_WORKERS", "1")
+        print(f"| measure ({args.kind}, {workers} worker(s)) | served | bare in-process | served / bare |")
         print("|---|---|---|---|")
         print(f"| single-row requests, concurrency {args.concurrency}: p50 latency | {p50:.1f} ms | "
               f"{_percentile(single_lat, 50) * 1e3:.2f} ms | |")
@@ -222,8 +260,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{_percentile(single_lat, 99) * 1e3:.2f} ms | |")
         print(f"| in-process `ServedModel.predict_matrix` of one row (the service's path): p50 / p99 | | "
               f"{_percentile(matrix_lat, 50) * 1e3:.2f} / {_percentile(matrix_lat, 99) * 1e3:.2f} ms | |")
-        print(f"| load generator's own CPU per single-row request (same 2 cores) | {client_cpu_ms:.1f} ms "
+        print(f"| load generator's own CPU per single-row request (same 2 cores) | {client_cpu_ms:.2f} ms "
               "| | |")
+        print(f"| same single-row requests from the httpx generator ({httpx_cpu_ms:.2f} ms CPU/request): "
+              f"p50 / p99, req/s | {_percentile(xlat, 50) * 1e3:.1f} / {_percentile(xlat, 99) * 1e3:.1f} ms, "
+              f"{len(xlat) / xwall:,.0f} req/s | | |")
         print(f"| single-row throughput | {served_single_rps:,.0f} req/s | {bare_single_rows_s:,.0f} "
               f"predict/s | {served_single_rps / bare_single_rows_s:.2f} |")
         print(f"| batched ({args.batch_rows} rows/request, concurrency {args.batch_concurrency}) | "
@@ -238,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| /predict_batch request p50 / p99 | {_percentile(plat, 50) * 1e3:.0f} / "
               f"{_percentile(plat, 99) * 1e3:.0f} ms | | |")
         print(f"failed requests: single {fail_single}, batched {fail_batch} "
-              f"(of {len(singles)} and 2 x {len(batches)})")
+              f"(of 2 x {len(singles)} and 2 x {len(batches)})")
         if args.scorer_rows:
             rows_s, predict_rows_s = _bench_scorer(data_dir, args.scorer_rows, Path(tmp))
             print(f"| streaming scorer, {args.scorer_rows:,} feature rows through the embedded broker | "

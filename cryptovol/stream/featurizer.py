@@ -52,13 +52,13 @@ from cryptovol.ticks import TICK_DECODER, Tick, TickError
 
 log = logging.getLogger("cryptovol.featurize")
 
-#: Producer overrides, measured on the embedded broker with 650-byte feature rows:
-#: - gzip (zlib, standard library): kafka-python computes the record-batch CRC32C in pure Python
-#:   unless the optional `crc32c` package is installed (~2-8 MB/s here), so compressing the JSON
-#:   rows ~5x first made producing ~2.3x faster;
-#: - linger 20 ms and 64 KiB batches: fewer, fuller batches (kafka-python wakes its sender on
-#:   every send while batches queue up); costs at most 20 ms of latency per row.
-PRODUCER_SETTINGS: dict[str, object] = {"linger_ms": 20, "batch_size": 65536}
+#: Producer overrides, measured side by side with `bench/bench_stream.py` (730-byte feature rows):
+#: - no compression: with the native `crc32c` installed, gzip (kafka-python's level 9) cost the
+#:   featurizer more CPU than it saved (9,012 vs 8,507 msg/s, 100,000 ticks, 64 KiB batches);
+#: - 256 KiB batches (~350 rows): each batch that fills wakes kafka-python's sender thread and
+#:   hands it the GIL; fewer, larger batches took the featurizer from ~9,000 to ~11,900 msg/s;
+#: - linger 20 ms: costs at most 20 ms of latency per row.
+PRODUCER_SETTINGS: dict[str, object] = {"linger_ms": 20, "batch_size": 262144}
 
 
 @dataclass

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET, HISTORY_S
@@ -81,29 +82,59 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_batches(features_dir: Path, batches: Iterable[FeatureBatch]) -> list[WrittenPart]:
-    """Write pending feature rows as part files (one per product, date and source partition)."""
-    frames = [b.frame() for b in batches if len(b)]
-    if not frames:
-        return []
-    frame = pd.concat(frames, ignore_index=True)
-    day = frame["event_time_ns"].to_numpy() // DAY_NS
+    """Write pending feature rows as part files (one per product, date and source partition).
+
+    Arrow arrays straight from the batches' NumPy columns (no DataFrame: this runs every flush of
+    the streaming featurizer); NaN features are written as nulls, as pandas -> Arrow would.
+    """
+    groups: dict[tuple[str, int, int], list[tuple[FeatureBatch, np.ndarray | None]]] = {}
+    for batch in batches:
+        if not len(batch):
+            continue
+        day = batch.event_time_ns // DAY_NS
+        part = batch.source_partition
+        if day[0] == day[-1] and bool((part == part[0]).all()):  # the usual case: one file
+            groups.setdefault((batch.product_id, int(day[0]), int(part[0])), []).append((batch, None))
+            continue
+        for d, p in np.unique(np.stack([day, part.astype(np.int64)]), axis=1).T:
+            rows = np.flatnonzero((day == d) & (part == p))
+            groups.setdefault((batch.product_id, int(d), int(p)), []).append((batch, rows))
     written = []
-    keys = pd.DataFrame({"product_id": frame["product_id"], "day": day, "p": frame["source_partition"]})
-    for (product, d, part), idx in keys.groupby(["product_id", "day", "p"], sort=True).indices.items():
-        rows = frame.iloc[np.sort(idx)]
-        date = date_of(int(d) * DAY_NS)
-        offsets = rows["source_offset"].to_numpy()
-        name = (f"{STREAM_PREFIX}t{int(rows['event_time_ns'].iloc[0]):019d}-p{int(part)}"
-                f"-o{int(offsets.min())}-{int(offsets.max())}.parquet")
-        written.append(_write_atomic(partition_dir(features_dir, str(product), date), name, rows))
+    for key in sorted(groups):
+        product, d, part = key
+        table = _table(product, groups[key])
+        offsets = table.column("source_offset")
+        first_ns = table.column("event_time_ns")[0].as_py()
+        name = (f"{STREAM_PREFIX}t{first_ns:019d}-p{part}"
+                f"-o{pc.min(offsets).as_py()}-{pc.max(offsets).as_py()}.parquet")
+        written.append(_write_atomic(partition_dir(features_dir, product, date_of(d * DAY_NS)), name, table))
     return written
 
 
-def _write_atomic(directory: Path, name: str, rows: pd.DataFrame) -> WrittenPart:
+def _table(product: str, pieces: list[tuple[FeatureBatch, np.ndarray | None]]) -> pa.Table:
+    """The rows of one part file (in emission order) as an Arrow table with `SCHEMA`."""
+    def column(get) -> np.ndarray:
+        parts = [get(b) if rows is None else get(b)[rows] for b, rows in pieces]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    n = sum(len(b) if rows is None else len(rows) for b, rows in pieces)
+    arrays = [
+        pa.array([product] * n, type=pa.string()),
+        pa.array(column(lambda b: b.event_time_ns), type=pa.int64()),
+        pa.array(column(lambda b: b.sequence), type=pa.int64()),
+        *[pa.array(column(lambda b, f=name: b.features[f]), type=pa.float64(), from_pandas=True)
+          for name in FEATURE_NAMES],
+        pa.array([FEATURE_SET.version] * n, type=pa.string()),
+        pa.array(column(lambda b: b.source_partition), type=pa.int32()),
+        pa.array(column(lambda b: b.source_offset), type=pa.int64()),
+    ]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def _write_atomic(directory: Path, name: str, table: pa.Table) -> WrittenPart:
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / name
     tmp = directory / f".{name}.{os.getpid()}.tmp"
-    table = pa.Table.from_pandas(rows, schema=SCHEMA, preserve_index=False)
     with open(tmp, "wb") as fh:
         pq.write_table(table, fh)
         fh.flush()
@@ -111,7 +142,7 @@ def _write_atomic(directory: Path, name: str, rows: pd.DataFrame) -> WrittenPart
     os.replace(tmp, final)
     _fsync_dir(directory)
     product = directory.parent.name.split("=", 1)[1]
-    return WrittenPart(final, product, directory.name.split("=", 1)[1], len(rows))
+    return WrittenPart(final, product, directory.name.split("=", 1)[1], table.num_rows)
 
 
 def remove_stale_temp_files(features_dir: Path) -> int:
