@@ -37,6 +37,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 import pandas as pd
 
@@ -52,9 +53,11 @@ _TAIL_FIELDS = ("event_time_ns", "sequence", "best_bid", "best_ask", "best_bid_q
                 "volume_24h")
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
-    """A tick and where it was read from (so output rows carry their lineage)."""
+class SourceRecord(msgspec.Struct, frozen=True, gc=False):
+    """A tick and where it was read from (so output rows carry their lineage).
+
+    A msgspec Struct: one is built per consumed record, ~10x cheaper than a frozen dataclass.
+    """
 
     tick: Tick
     partition: int

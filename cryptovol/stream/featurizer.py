@@ -298,19 +298,22 @@ class StreamFeaturizer:
 
     # -- intake --------------------------------------------------------------------------------
     def _take(self, partition: int, records: list) -> None:
+        if not records:
+            return
         dead: list[tuple[object, str, str]] = []
+        offer = self.engine.offer
         for rec in records:
-            self.stats.consumed += 1
-            self._next_offset[partition] = rec.offset + 1
             try:
                 tick = decode_tick(rec.value)
             except TickError as exc:
                 self.stats.bad_messages += 1
                 dead.append((rec, exc.reason, exc.detail))
                 continue
-            rejected = self.engine.offer(SourceRecord(tick, partition, rec.offset))
+            rejected = offer(SourceRecord(tick, partition, rec.offset))
             if rejected is not None:
                 dead.append((rec, rejected.reason, rejected.detail))
+        self.stats.consumed += len(records)
+        self._next_offset[partition] = records[-1].offset + 1
         for rec, reason, detail in dead:
             self._dead_letter(rec, reason, detail)
         if records:
