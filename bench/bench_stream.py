@@ -1,11 +1,11 @@
 """Streaming featurizer throughput beside a bare consume-and-produce pass-through, and per-tick latency.
 
-Run: `.venv/bin/python -m bench.bench_stream` (`--n N` ticks, default 20,000; `--rounds R`, default 2).
+Run: `.venv/bin/python -m bench.bench_stream` (`--n N` ticks, default 100,000; `--rounds R`, default 2).
 
 - pass-through: a consumer group on ticks.raw with the featurizer's client settings
-  (`make_consumer`, max_poll_records 2000, `make_producer` acks=all + the featurizer's gzip) that
-  re-produces every value
-  to another topic, flushing the producer and committing offsets every second: the Kafka ceiling.
+  (`make_consumer`, max_poll_records 2000, `make_producer` acks=all + the featurizer's
+  `PRODUCER_SETTINGS`) that re-produces every value to another topic, flushing the producer and
+  committing offsets every `FLUSH_EVERY_S` (the featurizer's cadence): the Kafka ceiling.
 - featurizer: `StreamFeaturizer` (lateness 0, flush every second) on the same topic, another group:
   decode + reorder + features + JSON rows to ticks.features + Parquet + commits.
   Both are timed from the first record received (the group join is excluded) to the last output

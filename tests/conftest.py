@@ -25,6 +25,21 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uri_env() -> Iterator[None]:
+    """`mlflow.set_tracking_uri` / `set_registry_uri` also write MLFLOW_TRACKING_URI /
+    MLFLOW_REGISTRY_URI into os.environ, so without this one test's store leaks into the child
+    processes of the next (a demo once found "champion v1" of an earlier test's registry)."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh data dir, exported as CRYPTOVOL_DATA_DIR for code and child processes."""
@@ -32,6 +47,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.mkdir()
     monkeypatch.setenv("CRYPTOVOL_DATA_DIR", str(path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     return path
 
 

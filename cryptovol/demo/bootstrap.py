@@ -40,9 +40,12 @@ def champion_version(settings: Settings) -> str | None:
         from cryptovol.models.registry import alias_version
     except ImportError:
         return None
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    uri = settings.mlflow_tracking_uri
+    # An explicit client for the registry in that store: `mlflow.set_registry_uri` exports
+    # MLFLOW_REGISTRY_URI, so one inherited from a parent process could point somewhere else.
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
-        return alias_version(settings.model_name, "champion")
+        return alias_version(settings.model_name, "champion", client=client)
     except Exception:  # noqa: BLE001 (no database yet is "no champion")
         return None
 

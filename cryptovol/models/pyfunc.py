@@ -274,6 +274,7 @@ def load_spike_model(
     """Load a spike model by URI (`models:/name@alias`, `models:/name/N`, `runs:/id/model`, path)."""
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)  # the registry lives in the tracking store
     info: dict[str, Any] = {}
     match = _REGISTRY_URI.match(uri)
     if match:

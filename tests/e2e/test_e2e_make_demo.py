@@ -23,7 +23,8 @@ def test_make_demo_runs_unattended_and_cleans_up(tmp_path: Path) -> None:
         pytest.skip("make is not installed")
     data_dir = tmp_path / "data"
     env = {**os.environ, "CRYPTOVOL_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    for name in ("MLFLOW_TRACKING_URI", "KAFKA_BOOTSTRAP_SERVERS", "DAGSTER_HOME", "BENTOML_HOME"):
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "KAFKA_BOOTSTRAP_SERVERS", "DAGSTER_HOME",
+                 "BENTOML_HOME"):
         env.pop(name, None)
     completed = subprocess.run(
         # `-o setup`: the installed venv is used as is (no reinstall from the package index).
