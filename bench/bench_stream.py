@@ -12,6 +12,7 @@ Run: `.venv/bin/python -m bench.bench_stream` (`--n N` ticks, default 100,000; `
   durable (producer flushed; for the featurizer, the last Parquet part renamed), in wall-clock
   seconds and in CPU seconds of this process (all its threads): on a shared, overloaded machine
   the CPU figure is the steadier one (messages per CPU-second = what a dedicated core would do).
+- codecs: `decode_tick` and `feature_messages` per message beside their naive peers.
 - per-tick latency: `StreamEngine.offer` + `release` for one new tick at a time with a ~320 s
   history tail (the streaming shape), and the `compute_feature_arrays` call alone inside it.
 """
@@ -19,6 +20,8 @@ Run: `.venv/bin/python -m bench.bench_stream` (`--n N` ticks, default 100,000; `
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import tempfile
 import threading
 import time
@@ -29,11 +32,19 @@ from kafka import OffsetAndMetadata, TopicPartition
 
 from cryptovol.broker import EmbeddedBroker
 from cryptovol.config import TOPIC_RAW
+from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET
 from cryptovol.kafka_io import ensure_topics, make_consumer, make_producer
 from cryptovol.procs import free_port
 from cryptovol.simulator.synthetic import generate_ticks_frame
 from cryptovol.stream.engine import SourceRecord, StreamEngine
-from cryptovol.stream.featurizer import PRODUCER_SETTINGS, FeaturizerConfig, StreamFeaturizer
+from cryptovol.stream.featurizer import (
+    PRODUCER_SETTINGS,
+    FeaturizerConfig,
+    StreamFeaturizer,
+    _decode_tick_checked,
+    decode_tick,
+    feature_messages,
+)
 from cryptovol.ticks import Tick
 
 #: Both loops make their output durable (producer flush + commit) on this cadence only.
@@ -129,6 +140,43 @@ def per_tick_latency(n_ticks: int = 5000) -> tuple[np.ndarray, np.ndarray]:
     return np.array(steps), np.array(computes)
 
 
+def codec_costs(ticks: list[Tick]) -> dict[str, float]:
+    """Microseconds per message for the featurizer's two codecs beside their naive peers, same run:
+    `decode_tick` (msgspec, types checked while parsing) vs `_decode_tick_checked` (json.loads +
+    Python checks), and `feature_messages` (msgspec row structs) vs one `json.dumps` dict per row."""
+    values = [t.to_json() for t in ticks]
+    engine = StreamEngine(lateness_s=0.0)
+    for i, tick in enumerate(ticks):
+        engine.offer(SourceRecord(tick, 0, i))
+    batches = engine.release(force=True)
+
+    def naive_rows(batch) -> list[bytes]:
+        out = []
+        for i in range(len(batch)):
+            row = {"product_id": batch.product_id, "event_time_ns": int(batch.event_time_ns[i]),
+                   "sequence": int(batch.sequence[i])}
+            row.update({n: (v if math.isfinite(v := float(batch.features[n][i])) else None)
+                        for n in FEATURE_NAMES})
+            row.update(feature_set_version=FEATURE_SET.version,
+                       source_partition=int(batch.source_partition[i]),
+                       source_offset=int(batch.source_offset[i]), emitted_at_ns=0)
+            out.append(json.dumps(row, separators=(",", ":")).encode())
+        return out
+
+    def per_message(fn, count: int) -> float:
+        started = time.perf_counter()
+        fn()
+        return (time.perf_counter() - started) / count * 1e6
+
+    n_rows = sum(len(b) for b in batches)
+    return {
+        "decode": per_message(lambda: [decode_tick(v) for v in values], len(values)),
+        "decode_naive": per_message(lambda: [_decode_tick_checked(v) for v in values], len(values)),
+        "encode": per_message(lambda: [feature_messages(b, 0) for b in batches], n_rows),
+        "encode_naive": per_message(lambda: [naive_rows(b) for b in batches], n_rows),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100_000, help="ticks per run (default 100,000)")
@@ -168,6 +216,11 @@ def main() -> None:
         finally:
             broker.stop()
 
+    codec = codec_costs(ticks[:20_000])
+    print(f"codecs per message (20,000): decode {codec['decode']:.2f} us vs json.loads + checks "
+          f"{codec['decode_naive']:.2f} us ({codec['decode_naive'] / codec['decode']:.1f}x); encode "
+          f"{codec['encode']:.2f} us vs json.dumps per row {codec['encode_naive']:.2f} us "
+          f"({codec['encode_naive'] / codec['encode']:.1f}x)")
     steps, computes = per_tick_latency()
     ms = 1e3
     print(f"per tick, one new tick on a ~320 s tail ({len(steps):,} ticks): engine step p50 "
