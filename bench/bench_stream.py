@@ -3,7 +3,7 @@
 Run: `.venv/bin/python -m bench.bench_stream` (`--n N` ticks, default 100,000; `--rounds R`, default 2).
 
 - pass-through: a consumer group on ticks.raw with the featurizer's client settings
-  (`make_consumer`, max_poll_records 2000, `make_producer` acks=all + the featurizer's
+  (`make_consumer` with the featurizer's max_poll_records, `make_producer` acks=all + the featurizer's
   `PRODUCER_SETTINGS`) that re-produces every value to another topic, flushing the producer and
   committing offsets every `FLUSH_EVERY_S` (the featurizer's cadence): the Kafka ceiling.
 - featurizer: `StreamFeaturizer` (lateness 0, flush every second) on the same topic, another group:
@@ -71,7 +71,8 @@ def produce(bootstrap: str, ticks: list[Tick]) -> float:
 
 def pass_through(bootstrap: str, n: int, group: str, out_topic: str) -> tuple[float, float]:
     """Wall and process-CPU seconds from the first record received to the last one re-produced."""
-    consumer = make_consumer(bootstrap, TOPIC_RAW, group_id=group, max_poll_records=2000)
+    consumer = make_consumer(bootstrap, TOPIC_RAW, group_id=group,
+                             max_poll_records=FeaturizerConfig.max_poll_records)
     producer = make_producer(bootstrap, **PRODUCER_SETTINGS)
     seen = 0
     first = first_cpu = None

@@ -77,7 +77,9 @@ class FeaturizerConfig:
     topic_deadletter: str = TOPIC_DEADLETTER
     topic_partitions: int = 3
     poll_timeout_ms: int = 100
-    max_poll_records: int = 2000
+    #: Catch-up batches: the feature call's cost is mostly a fixed number of NumPy operations per
+    #: release, so more ticks per release cost less each (a live stream polls far fewer).
+    max_poll_records: int = 5000
 
 
 @dataclass
