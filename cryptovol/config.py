@@ -34,8 +34,27 @@ def parse_products(text: str) -> tuple[str, ...]:
     return products
 
 
+class LakeLayout:
+    """Where the lake's three trees live under a data dir: one definition for `Settings` and
+    `cryptovol.lake.LakePaths`, which both have a `data_dir`."""
+
+    data_dir: Path
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.data_dir / "features"
+
+    @property
+    def predictions_dir(self) -> Path:
+        return self.data_dir / "predictions"
+
+
 @dataclass(frozen=True)
-class Settings:
+class Settings(LakeLayout):
     """A snapshot of the environment; build one with `Settings.from_env()`."""
 
     bootstrap_servers: str = DEFAULT_BOOTSTRAP
@@ -58,19 +77,7 @@ class Settings:
             model_name=_env("CRYPTOVOL_MODEL_NAME", "cryptovol-spike"),
         )
 
-    # Lake layout: one place that knows where things live on disk.
-    @property
-    def raw_dir(self) -> Path:
-        return self.data_dir / "raw"
-
-    @property
-    def features_dir(self) -> Path:
-        return self.data_dir / "features"
-
-    @property
-    def predictions_dir(self) -> Path:
-        return self.data_dir / "predictions"
-
+    # The rest of the data dir (the lake's trees come from `LakeLayout`).
     @property
     def deadletter_dir(self) -> Path:
         return self.data_dir / "deadletter"

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from cryptovol.config import Settings
+from cryptovol.config import LakeLayout, Settings
 from cryptovol.featureset import FEATURE_SET, KEY_COLUMNS, MAX_GAP_S, FeatureSchemaError
 from cryptovol.ticks import TICK_COLUMNS, TICK_DTYPES, TickError, empty_tick_frame, tick_from_landing
 
@@ -81,26 +81,14 @@ def previous_day(day: DayLike) -> str:
 
 
 @dataclass(frozen=True)
-class LakePaths:
-    """Every path of the lake, from one data dir."""
+class LakePaths(LakeLayout):
+    """Every path of the lake, from one data dir (the three trees as `Settings` has them)."""
 
     data_dir: Path
 
     @classmethod
     def of(cls, where: DataDir) -> LakePaths:
         return cls(data_dir_of(where))
-
-    @property
-    def raw_dir(self) -> Path:
-        return self.data_dir / "raw"
-
-    @property
-    def features_dir(self) -> Path:
-        return self.data_dir / "features"
-
-    @property
-    def predictions_dir(self) -> Path:
-        return self.data_dir / "predictions"
 
     def landing_file(self, product: str, day: DayLike) -> Path:
         return self.raw_dir / product / f"{day_str(day)}.ndjson"

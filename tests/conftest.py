@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import pytest
 
@@ -346,6 +346,31 @@ class CliProcessHandle:
         return json.loads(lines[-1].split(self.SUMMARY_MARKER, 1)[1])
 
 
+_Handle = TypeVar("_Handle", bound=CliProcessHandle)
+
+
+def _start_cli_process(
+    handle_cls: type[_Handle], role: str, tmp_path: Path, started: list[_Handle],
+    args: Callable[[int], list[str]],
+) -> _Handle:
+    """Start `cryptovol <args(metrics_port)>` with its Prometheus endpoint on a free port, ready when
+    /metrics answers; the handle is appended to `started` (the fixture stops them at teardown)."""
+    from cryptovol.procs import http_ok
+
+    name = f"{role}-{len(started)}"
+    port = free_port()
+    log_path = tmp_path / f"{name}.log"
+    url = f"http://127.0.0.1:{port}/metrics"
+    process = ManagedProcess(
+        name, [sys.executable, "-m", "cryptovol.cli", *args(port)], log_path=log_path, cwd=REPO_ROOT,
+        ready=lambda: http_ok(url, timeout_s=1.0),
+    )
+    handle = handle_cls(name, url, log_path, process)
+    started.append(handle)
+    process.start(timeout_s=60)
+    return handle
+
+
 @dataclass
 class FeaturizerHandle(CliProcessHandle):
     """One running `cryptovol featurize` process (its data dir and broker come from the env)."""
@@ -359,27 +384,13 @@ def featurizer_factory(tmp_path: Path) -> Iterator[Callable[..., FeaturizerHandl
     with a Prometheus endpoint on a free port (ready when /metrics answers). Needs the `broker` and
     `data_dir` fixtures (it inherits KAFKA_BOOTSTRAP_SERVERS and CRYPTOVOL_DATA_DIR). Stops every
     featurizer it started at teardown (SIGTERM, then SIGKILL)."""
-    from cryptovol.procs import http_ok
-
     started: list[FeaturizerHandle] = []
 
     def start(*extra_args: str) -> FeaturizerHandle:
-        index = len(started)
-        port = free_port()
-        log_path = tmp_path / f"featurizer-{index}.log"
-        url = f"http://127.0.0.1:{port}/metrics"
-        process = ManagedProcess(
-            f"featurizer-{index}",
-            [sys.executable, "-m", "cryptovol.cli", "featurize", "--metrics-port", str(port),
-             "--log-every-s", "1", *extra_args],
-            log_path=log_path,
-            cwd=REPO_ROOT,
-            ready=lambda: http_ok(url, timeout_s=1.0),
+        return _start_cli_process(
+            FeaturizerHandle, "featurizer", tmp_path, started,
+            lambda port: ["featurize", "--metrics-port", str(port), "--log-every-s", "1", *extra_args],
         )
-        handle = FeaturizerHandle(f"featurizer-{index}", url, log_path, process)
-        started.append(handle)
-        process.start(timeout_s=60)
-        return handle
 
     try:
         yield start
@@ -421,27 +432,14 @@ def ingestor_factory(tmp_path: Path) -> Iterator[Callable[..., IngestorHandle]]:
     process with a Prometheus endpoint on a free port (ready when /metrics answers). Use with the
     `data_dir` and `broker` fixtures (it inherits CRYPTOVOL_DATA_DIR and KAFKA_BOOTSTRAP_SERVERS).
     Stops every ingestor it started at teardown (SIGTERM, then SIGKILL)."""
-    from cryptovol.procs import http_ok
-
     started: list[IngestorHandle] = []
 
     def start(ws_url: str, *extra_args: str) -> IngestorHandle:
-        index = len(started)
-        port = free_port()
-        log_path = tmp_path / f"ingestor-{index}.log"
-        url = f"http://127.0.0.1:{port}/metrics"
-        process = ManagedProcess(
-            f"ingestor-{index}",
-            [sys.executable, "-m", "cryptovol.cli", "ingest", "--ws-url", ws_url,
-             "--metrics-port", str(port), "--log-interval", "2", *extra_args],
-            log_path=log_path,
-            cwd=REPO_ROOT,
-            ready=lambda: http_ok(url, timeout_s=1.0),
+        return _start_cli_process(
+            IngestorHandle, "ingestor", tmp_path, started,
+            lambda port: ["ingest", "--ws-url", ws_url, "--metrics-port", str(port), "--log-interval", "2",
+                          *extra_args],
         )
-        handle = IngestorHandle(f"ingestor-{index}", url, log_path, process)
-        started.append(handle)
-        process.start(timeout_s=60)
-        return handle
 
     try:
         yield start

@@ -30,10 +30,23 @@ def prediction_records(
     model: ServedModel, out: pd.DataFrame, keys: list[tuple[str | None, int | None]] | None = None
 ) -> list[dict[str, Any]]:
     """Model output -> one answer dict per row, stamped with the model that produced it."""
-    probs = out["spike_probability"].to_numpy(dtype=np.float64).tolist()
-    flags = out["spike_flag"].to_numpy(dtype=bool).tolist()
+    probs = out["spike_probability"].to_numpy(dtype=np.float64)
+    return _answers(model, probs, out["spike_flag"].to_numpy(dtype=bool), keys or [(None, None)] * len(probs))
+
+
+def matrix_records(
+    model: ServedModel, probability: np.ndarray, flag: np.ndarray, rows: list[Any]
+) -> list[dict[str, Any]]:
+    """`prediction_records` for the service's matrix path: answers keyed by each validated row's
+    optional `product_id` / `event_time_ns`, without building an output DataFrame."""
+    return _answers(model, probability, flag, [(r.product_id, r.event_time_ns) for r in rows])
+
+
+def _answers(
+    model: ServedModel, probability: np.ndarray, flag: np.ndarray, keys: list[tuple[str | None, int | None]]
+) -> list[dict[str, Any]]:
+    """The answer dicts both paths return (the service's `Prediction` fields)."""
     name, version, alias = model.name, model.version, model.alias
-    keys = keys or [(None, None)] * len(probs)
     return [
         {
             "spike_probability": p,
@@ -44,28 +57,8 @@ def prediction_records(
             "product_id": k[0],
             "event_time_ns": k[1],
         }
-        for p, f, k in zip(probs, flags, keys, strict=True)
-    ]
-
-
-def matrix_records(
-    model: ServedModel, probability: np.ndarray, flag: np.ndarray, rows: list[Any]
-) -> list[dict[str, Any]]:
-    """`prediction_records` for the service's matrix path: answers keyed by each validated row's
-    optional `product_id` / `event_time_ns`, without building an output DataFrame."""
-    name, version, alias = model.name, model.version, model.alias
-    return [
-        {
-            "spike_probability": p,
-            "spike_flag": f,
-            "model_name": name,
-            "model_version": version,
-            "model_alias": alias,
-            "product_id": r.product_id,
-            "event_time_ns": r.event_time_ns,
-        }
-        for p, f, r in zip(np.asarray(probability, dtype=np.float64).tolist(),
-                           np.asarray(flag, dtype=bool).tolist(), rows, strict=True)
+        for p, f, k in zip(np.asarray(probability, dtype=np.float64).tolist(),
+                           np.asarray(flag, dtype=bool).tolist(), keys, strict=True)
     ]
 
 

@@ -19,6 +19,16 @@ def tracking_uri(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
 
 
+def _serving_experiment(data_dir: Path) -> str:
+    """The store under `data_dir` made current and its `serving-tests` experiment (artifacts in
+    `data_dir/mlflow/artifacts`), through the project's own set-up."""
+    from cryptovol.config import Settings
+    from cryptovol.models.tracking import configure_tracking
+
+    settings = Settings(data_dir=data_dir, mlflow_tracking_uri=tracking_uri(data_dir))
+    return configure_tracking(settings, "serving-tests")
+
+
 def register_stub(
     data_dir: Path,
     model_name: str,
@@ -35,18 +45,8 @@ def register_stub(
     from mlflow import MlflowClient
 
     uri = tracking_uri(data_dir)
-    (data_dir / "mlflow").mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    experiment_id = _serving_experiment(data_dir)
     client = MlflowClient(uri, uri)
-    experiment = client.get_experiment_by_name("serving-tests")
-    experiment_id = (
-        experiment.experiment_id
-        if experiment
-        else client.create_experiment(
-            "serving-tests", artifact_location=(data_dir / "mlflow" / "artifacts").as_uri()
-        )
-    )
     metadata: dict[str, Any] = {
         "feature_set_version": feature_set_version,
         "decision_threshold": threshold,
@@ -137,15 +137,10 @@ def register_trained(data_dir: Path, model_name: str, *, kind: str = "xgboost", 
     params = {"n_estimators": 60, "n_jobs": 1} if kind == "xgboost" else None
     predictor, _ = fit_predictor(kind, feats.iloc[:cut], y[:cut], feats.iloc[cut:], y[cut:], params=params)
     uri = tracking_uri(data_dir)
-    (data_dir / "mlflow").mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    experiment_id = _serving_experiment(data_dir)
     from mlflow import MlflowClient
 
     client = MlflowClient(uri, uri)
-    experiment = client.get_experiment_by_name("serving-tests")
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-        "serving-tests", artifact_location=(data_dir / "mlflow" / "artifacts").as_uri())
     metadata = {
         "feature_set_version": FEATURE_SET.version,
         "decision_threshold": predictor.decision_threshold,
