@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -24,7 +25,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,33 @@ async def _asyncio_clients(
     await asyncio.gather(*(connection() for _ in range(concurrency)))
 
 
+@contextlib.contextmanager
+def _served(data_dir: Path, tmp: Path, workers: int | None, extra_env: dict[str, str]) -> Iterator[str]:
+    """A real `bentoml serve` of the service on a free loopback port; yields its URL, then stops it."""
+    from registry_helpers import tracking_uri
+
+    from cryptovol.procs import ManagedProcess, free_port, http_ok
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = ManagedProcess(
+        "bentoml-serve",
+        [str(Path(sys.executable).with_name("bentoml")), "serve", "bento.service:SpikeService",
+         "--host", "127.0.0.1", "--port", str(port)],
+        log_path=tmp / f"serve-{port}.log",
+        env={"CRYPTOVOL_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": tracking_uri(data_dir),
+             "BENTOML_HOME": str(tmp / "bentoml"), "BENTOML_DO_NOT_TRACK": "true",
+             **({"CRYPTOVOL_SERVICE_WORKERS": str(workers)} if workers else {}), **extra_env},
+        cwd=REPO_ROOT,
+        ready=lambda: http_ok(url + "/readyz", timeout_s=2.0),
+    )
+    t0 = time.perf_counter()
+    with server:
+        server.start(timeout_s=180)
+        print(f"bentoml serve ready in {time.perf_counter() - t0:.1f} s ({extra_env or 'defaults'})")
+        yield url
+
+
 def _bench_scorer(data_dir: Path, n_rows: int, tmp: Path) -> tuple[float, float]:
     """`ticks.features` -> StreamingScorer -> `predictions` + Parquet on the embedded broker:
     rows/s from the first record polled to the last row durable (group join excluded)."""
@@ -187,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     from registry_helpers import WEIGHTS_V1, register_stub, register_trained, tracking_uri
 
     from cryptovol.featureset import FEATURE_NAMES
-    from cryptovol.procs import ManagedProcess, free_port, http_ok
     from cryptovol.serving.champion import ChampionLoader, probe_batch
 
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
@@ -225,29 +252,20 @@ def main(argv: list[str] | None = None) -> int:
         bare_single_rows_s = 1 / float(np.mean(single_lat))
         loader.stop()
 
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = ManagedProcess(
-            "bentoml-serve",
-            [str(Path(sys.executable).with_name("bentoml")), "serve", "bento.service:SpikeService",
-             "--host", "127.0.0.1", "--port", str(port)],
-            log_path=Path(tmp) / "serve.log",
-            env={"CRYPTOVOL_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": tracking_uri(data_dir),
-                 "BENTOML_HOME": str(Path(tmp) / "bentoml"), "BENTOML_DO_NOT_TRACK": "true",
-                 **({"CRYPTOVOL_SERVICE_WORKERS": str(args.workers)} if args.workers else {})},
-            cwd=REPO_ROOT,
-            ready=lambda: http_ok(url + "/readyz", timeout_s=2.0),
-        )
-        t0 = time.perf_counter()
-        with server:
-            server.start(timeout_s=180)
-            print(f"bentoml serve ready in {time.perf_counter() - t0:.1f} s")
+        def body(frame) -> bytes:
+            return json.dumps({"rows": frame[FEATURE_NAMES].to_dict("records")}).encode()
 
-            def body(frame) -> bytes:
-                return json.dumps({"rows": frame[FEATURE_NAMES].to_dict("records")}).encode()
+        rows = probe_batch(rows=65).iloc[:64]
+        singles = [body(rows.iloc[[i % 64]]) for i in range(args.requests)]
+        batches = [body(batch)] * args.batches
 
-            rows = probe_batch(rows=65).iloc[:64]
-            singles = [body(rows.iloc[[i % 64]]) for i in range(args.requests)]
+        # The peer: the same service with a span per prediction request (BentoML's stock middleware
+        # stack; spans are created and dropped, as with BentoML's default tracing sample rate of 0).
+        with _served(data_dir, Path(tmp), args.workers, {"CRYPTOVOL_TRACE_PREDICTIONS": "1"}) as url:
+            _load_generator(url + "/predict", singles[:100], args.concurrency)  # warm-up
+            tlat, twall, fail_traced = _load_generator(url + "/predict", singles, args.concurrency)
+
+        with _served(data_dir, Path(tmp), args.workers, {}) as url:
             _load_generator(url + "/predict", singles[:100], args.concurrency)  # warm-up
             cpu0 = time.process_time()
             lat, wall, fail_single = _load_generator(url + "/predict", singles, args.concurrency)
@@ -257,8 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             xlat, xwall, fail_httpx = _load_generator(url + "/predict", singles, args.concurrency,
                                                       client="httpx")
             httpx_cpu_ms = (time.process_time() - cpu0) / max(1, len(xlat)) * 1e3
-            fail_single += fail_httpx
-            batches = [body(batch)] * args.batches
+            fail_single += fail_httpx + fail_traced
             blat, bwall, fail_batch = _load_generator(url + "/predict", batches, args.batch_concurrency)
             # The same requests on /predict_batch (no batching dispatcher), side by side.
             _load_generator(url + "/predict_batch", batches[:4], args.batch_concurrency)  # warm-up
@@ -284,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| same single-row requests from the httpx generator ({httpx_cpu_ms:.2f} ms CPU/request): "
               f"p50 / p99, req/s | {_percentile(xlat, 50) * 1e3:.1f} / {_percentile(xlat, 99) * 1e3:.1f} ms, "
               f"{len(xlat) / xwall:,.0f} req/s | | |")
+        traced_rps = len(tlat) / twall
+        print(f"| same single-row requests with a tracing span per request "
+              f"(`CRYPTOVOL_TRACE_PREDICTIONS=1`): p50 / p99, req/s | "
+              f"{_percentile(tlat, 50) * 1e3:.1f} / {_percentile(tlat, 99) * 1e3:.1f} ms, "
+              f"{traced_rps:,.0f} req/s | | "
+              f"{served_single_rps / traced_rps:.2f} (throughput, default / traced) |")
         print(f"| single-row throughput | {served_single_rps:,.0f} req/s | {bare_single_rows_s:,.0f} "
               f"predict/s | {served_single_rps / bare_single_rows_s:.2f} |")
         print(f"| batched ({args.batch_rows} rows/request, concurrency {args.batch_concurrency}) | "
@@ -298,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| /predict_batch request p50 / p99 | {_percentile(plat, 50) * 1e3:.0f} / "
               f"{_percentile(plat, 99) * 1e3:.0f} ms | | |")
         print(f"failed requests: single {fail_single}, batched {fail_batch} "
-              f"(of 2 x {len(singles)} and 2 x {len(batches)})")
+              f"(of 3 x {len(singles)} and 2 x {len(batches)})")
         if args.scorer_rows:
             rows_s, predict_rows_s = _bench_scorer(data_dir, args.scorer_rows, Path(tmp))
             print(f"| streaming scorer, {args.scorer_rows:,} feature rows through the embedded broker | "

@@ -4,7 +4,8 @@ A thin adapter: model loading, hot swap, validation, shadow scoring and metrics 
 `cryptovol.serving`; features come from `cryptovol.features`. Environment:
 MLFLOW_TRACKING_URI / CRYPTOVOL_DATA_DIR / CRYPTOVOL_MODEL_NAME (which model), CRYPTOVOL_MODEL_POLL_S
 (alias check interval, default 10 s), CRYPTOVOL_MAX_BATCH (rows per /predict, default 10000),
-CRYPTOVOL_API_TOKEN (when set, bearer token required except on health and metrics); the full list
+CRYPTOVOL_API_TOKEN (when set, bearer token required except on health and metrics),
+CRYPTOVOL_TRACE_PREDICTIONS (OpenTelemetry spans on the prediction routes, default off); the full list
 and the endpoints (/predict, /predict_batch, /predict_ticks, /version, health, /metrics) are in
 bento/README.md.
 """
@@ -38,11 +39,19 @@ from cryptovol.serving.schemas import (
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 log = logging.getLogger("cryptovol.service")
 
+
+def env_flag(name: str, default: bool) -> bool:
+    """An on/off environment switch: 0/false/no/off turn it off, 1/true/yes/on turn it on."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value not in ("0", "false", "no", "off")
+
+
 MAX_BATCH = max_batch_from_env()
 MAX_TICKS = max_ticks_from_env()
 #: Adaptive batching of /predict (BentoML's CorkDispatcher); CRYPTOVOL_ADAPTIVE_BATCHING=0 turns it off.
-ADAPTIVE_BATCHING = os.environ.get("CRYPTOVOL_ADAPTIVE_BATCHING", "1").strip().lower() not in (
-    "0", "false", "no", "off")
+ADAPTIVE_BATCHING = env_flag("CRYPTOVOL_ADAPTIVE_BATCHING", True)
 #: The dispatcher's latency budget: it also seeds its wait estimates (higher = longer waits while it
 #: learns) and requests queued longer than this are refused with 503, so keep it well above p99.
 BATCH_MAX_LATENCY_MS = int(os.environ.get("CRYPTOVOL_BATCH_MAX_LATENCY_MS", "5000"))
@@ -52,9 +61,16 @@ BATCH_MAX_LATENCY_MS = int(os.environ.get("CRYPTOVOL_BATCH_MAX_LATENCY_MS", "500
 WORKERS = int(os.environ.get("CRYPTOVOL_SERVICE_WORKERS", "1"))
 #: BentoML's per-request access log (CRYPTOVOL_ACCESS_LOG=0 turns it off): on by default; off saves
 #: a log record per request for high-rate single-row callers (measured in docs/BENCHMARKS.md).
-ACCESS_LOG = os.environ.get("CRYPTOVOL_ACCESS_LOG", "1").strip().lower() not in ("0", "false", "no", "off")
+ACCESS_LOG = env_flag("CRYPTOVOL_ACCESS_LOG", True)
 #: `gc.freeze()` after start-up (CRYPTOVOL_GC_FREEZE=0 turns it off; see SpikeService.__init__).
-FREEZE_GC = os.environ.get("CRYPTOVOL_GC_FREEZE", "1").strip().lower() not in ("0", "false", "no", "off")
+FREEZE_GC = env_flag("CRYPTOVOL_GC_FREEZE", True)
+PREDICTION_PATHS = ("/predict", "/predict_batch", "/predict_ticks")
+#: OpenTelemetry spans for the prediction routes (CRYPTOVOL_TRACE_PREDICTIONS=1 turns them on).
+#: Off by default because BentoML's tracing is off by default (sample rate 0, no exporter): the
+#: spans were created and thrown away, at ~0.5 ms of a ~1.4 ms single-row request's CPU. Turn it on
+#: together with BentoML's `tracing` configuration when you export traces. (The exclusion is
+#: BentoML's `tracing.excluded_urls`: URL regexes, so it replaces any set in BentoML's own config.)
+TRACE_PREDICTIONS = env_flag("CRYPTOVOL_TRACE_PREDICTIONS", False)
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 #: The answer type of /predict and /predict_batch. The explicit JSON content type is not cosmetic:
 #: without it BentoML 1.4 works out the media type of a list-typed answer by regenerating its
@@ -101,7 +117,8 @@ info_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
 @bentoml.asgi_app(info_app, path="/")
 @bentoml.service(name="cryptovol_spike", workers=WORKERS, traffic={"timeout": 60},
-                 logging={"access": {"enabled": ACCESS_LOG}})
+                 logging={"access": {"enabled": ACCESS_LOG}},
+                 tracing={} if TRACE_PREDICTIONS else {"excluded_urls": [f"{p}$" for p in PREDICTION_PATHS]})
 class SpikeService:
     """Spike probability for feature rows or raw tick windows, from models:/<name>@champion."""
 
