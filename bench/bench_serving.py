@@ -6,7 +6,9 @@ Trains and registers a small real model (cryptovol.models, synthetic ticks) in a
 SQLite store, serves it on a free loopback port, then measures
   - single-row /predict requests at concurrency 8: p50/p99 latency and requests/s, from keep-alive
     connections on one asyncio event loop (and, for comparison, from httpx clients in threads,
-    which cost the shared cores ~10x more CPU per request),
+    which cost the shared cores ~10x more CPU per request), beside the same requests against a
+    second server with a tracing span per prediction request (CRYPTOVOL_TRACE_PREDICTIONS=1, the
+    previous default), with the machine's CPU steal during each run (a shared VM's noise),
   - batched /predict requests (1000 rows): rows/s,
 beside the same model's bare in-process predict (the ceiling) in the same run, as ratios.
 Bounded request counts, loopback only; everything it starts is stopped.

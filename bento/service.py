@@ -67,7 +67,7 @@ FREEZE_GC = env_flag("CRYPTOVOL_GC_FREEZE", True)
 PREDICTION_PATHS = ("/predict", "/predict_batch", "/predict_ticks")
 #: OpenTelemetry spans for the prediction routes (CRYPTOVOL_TRACE_PREDICTIONS=1 turns them on).
 #: Off by default because BentoML's tracing is off by default (sample rate 0, no exporter): the
-#: spans were created and thrown away, at ~0.5 ms of a ~1.4 ms single-row request's CPU. Turn it on
+#: spans were created and thrown away, at ~0.5 ms of a ~1.3 ms single-row request's CPU. Turn it on
 #: together with BentoML's `tracing` configuration when you export traces. (The exclusion is
 #: BentoML's `tracing.excluded_urls`: URL regexes, so it replaces any set in BentoML's own config.)
 TRACE_PREDICTIONS = env_flag("CRYPTOVOL_TRACE_PREDICTIONS", False)

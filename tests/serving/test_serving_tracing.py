@@ -1,5 +1,5 @@
 """OpenTelemetry spans on the prediction routes: off by default (BentoML's tracing samples nothing
-unless configured, and creating the spans cost a third of a single-row request's CPU), on with
+unless configured, and creating the spans cost ~40% of a single-row request's CPU), on with
 CRYPTOVOL_TRACE_PREDICTIONS=1. BentoML's X-BentoML-Request-ID answer header is the request span's
 id, so it shows whether a span was made."""
 
