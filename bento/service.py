@@ -27,6 +27,7 @@ from bentoml.validators import ContentType
 from fastapi import FastAPI
 from pydantic import Field
 
+from cryptovol.config import env_flag
 from cryptovol.serving.schemas import (
     FeatureRow,
     Prediction,
@@ -38,14 +39,6 @@ from cryptovol.serving.schemas import (
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 log = logging.getLogger("cryptovol.service")
-
-
-def env_flag(name: str, default: bool) -> bool:
-    """An on/off environment switch: 0/false/no/off turn it off, 1/true/yes/on turn it on."""
-    value = os.environ.get(name, "").strip().lower()
-    if not value:
-        return default
-    return value not in ("0", "false", "no", "off")
 
 
 MAX_BATCH = max_batch_from_env()

@@ -26,6 +26,26 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """An on/off switch from the environment: 1/true/yes/on or 0/false/no/off (any case).
+
+    Unset or empty keeps `default`. Anything else is an error naming the variable, so a typo such as
+    `KAFKA_ENABLE_IDEMPOTENCE=ture` stops the process instead of silently meaning "off".
+    """
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{name}={os.environ[name]!r}: expected one of 1/true/yes/on or 0/false/no/off")
+
+
 def parse_products(text: str) -> tuple[str, ...]:
     """`"BTC-USD, eth-usd"` -> `("BTC-USD", "ETH-USD")`; rejects an empty list."""
     products = tuple(p.strip().upper() for p in text.split(",") if p.strip())

@@ -16,7 +16,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.serializer import DefaultSerializer
 
-from cryptovol.config import ALL_TOPICS
+from cryptovol.config import ALL_TOPICS, env_flag
 
 #: Environment variables passed through to every kafka-python client when set.
 _SECURITY_ENV = {
@@ -53,7 +53,7 @@ def make_producer(bootstrap_servers: str, **overrides: Any) -> KafkaProducer:
         # producer ids when it restarts and every later send then fails until the process restarts.
         # Consumers here de-duplicate, so retries' rare duplicates are harmless; opt in for Redpanda
         # or Kafka with KAFKA_ENABLE_IDEMPOTENCE=true.
-        "enable_idempotence": os.environ.get("KAFKA_ENABLE_IDEMPOTENCE", "").lower() in ("1", "true", "yes"),
+        "enable_idempotence": env_flag("KAFKA_ENABLE_IDEMPOTENCE", False),
         "linger_ms": 5,
         "max_in_flight_requests_per_connection": 1,  # keeps per-key order under retries
         "key_serializer": DefaultSerializer(),

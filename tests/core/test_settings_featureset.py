@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cryptovol.config import Settings, parse_products
+from cryptovol.config import Settings, env_flag, parse_products
 from cryptovol.featureset import FEATURE_SET, FeatureSchemaError
 
 
@@ -36,3 +36,20 @@ def test_feature_set_names_missing_and_extra_columns():
     FEATURE_SET.validate_columns(FEATURE_SET.columns, exact=True)
     with pytest.raises(FeatureSchemaError, match="version mismatch"):
         FEATURE_SET.check_version("0.0.1")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("", True), ("1", True), ("true", True), (" YES ", True), ("on", True),
+    ("0", False), ("False", False), ("no", False), ("off", False),
+])
+def test_env_flag_reads_on_off_words_and_keeps_the_default_when_unset(monkeypatch, value, expected):
+    monkeypatch.setenv("CRYPTOVOL_SOME_SWITCH", value)
+    assert env_flag("CRYPTOVOL_SOME_SWITCH", True) is expected
+    monkeypatch.delenv("CRYPTOVOL_SOME_SWITCH")
+    assert env_flag("CRYPTOVOL_SOME_SWITCH", False) is False
+
+
+def test_env_flag_rejects_a_typo_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("KAFKA_ENABLE_IDEMPOTENCE", "ture")
+    with pytest.raises(ValueError, match=r"KAFKA_ENABLE_IDEMPOTENCE='ture'"):
+        env_flag("KAFKA_ENABLE_IDEMPOTENCE", False)
