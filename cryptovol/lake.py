@@ -19,6 +19,7 @@ stream would get, and invalid lines are skipped and counted by reason, never fat
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -549,6 +550,19 @@ def _read_part(path: Path, check_version: bool) -> pd.DataFrame:
     return table.to_pandas()
 
 
+def _read_partition(where: DataDir, product: str, day: str, check_version: bool,
+                    attempts: int = 3) -> tuple[list[Path], list[pd.DataFrame]]:
+    """Every part of one partition. A part that vanished between listing and reading was merged
+    by `cryptovol features compact` (which writes the merged part before deleting its sources),
+    so listing again finds its rows."""
+    for _ in range(attempts - 1):
+        files = partition_files(where, product, day)
+        with contextlib.suppress(FileNotFoundError):
+            return files, [_read_part(path, check_version) for path in files]
+    files = partition_files(where, product, day)
+    return files, [_read_part(path, check_version) for path in files]
+
+
 def _empty_features() -> pd.DataFrame:
     out = pd.DataFrame({c: pd.Series(dtype=np.float64) for c in FEATURE_SET.columns})
     out["product_id"] = out["product_id"].astype("string")
@@ -576,8 +590,7 @@ def read_features(
     """
     frames = []
     for product, day in _selected_partitions(where, products, start, end):
-        files = partition_files(where, product, day)
-        parts = [_read_part(path, check_version) for path in files]
+        files, parts = _read_partition(where, product, day, check_version)
         if files and files[0].name == f"part-{BATCH_PART}.parquet" and len(parts) > 1:
             batch_rows = parts[0]
             newest = int(batch_rows["event_time_ns"].max()) if len(batch_rows) else np.iinfo(np.int64).min
@@ -676,7 +689,8 @@ def connect(where: DataDir, database: str = ":memory:") -> duckdb.DuckDBPyConnec
       stream rows per partition, as `read_features` does.
     - `predictions`: Parquet under `predictions/` if any (empty view otherwise).
 
-    The file lists are taken when connecting: reconnect to see partitions created since.
+    The file lists are taken when connecting: reconnect to see partitions created since, and
+    after `cryptovol features compact` (a query naming a merged-away part fails).
     """
     import duckdb
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.partitions import day_product_partitions
+from orchestration.maintenance import compact_stream_features
 
 RAW_TICKS = dg.AssetKey("raw_ticks")
 FEATURES = dg.AssetKey("features")
@@ -46,4 +47,4 @@ freshness_job = dg.define_asset_job(
     description="Is the newest landed tick / feature row recent enough?",
 )
 
-ALL_JOBS = [ingest_features_job, retrain_job, drift_job, freshness_job]
+ALL_JOBS = [ingest_features_job, retrain_job, drift_job, freshness_job, compact_stream_features]

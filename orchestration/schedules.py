@@ -1,7 +1,8 @@
 """Schedules: finish yesterday's partitions, retrain nightly, and refresh the drift report.
 
 Cron strings are overridable (CRYPTOVOL_NIGHTLY_FEATURES_CRON, CRYPTOVOL_NIGHTLY_RETRAIN_CRON,
-CRYPTOVOL_DRIFT_CRON); all times are UTC, like the partitions.
+CRYPTOVOL_DRIFT_CRON, CRYPTOVOL_FRESHNESS_CRON, CRYPTOVOL_COMPACT_CRON); all times are UTC, like the
+partitions.
 """
 
 import os
@@ -14,6 +15,7 @@ from assets.partitions import partition_key, product_partitions
 from cryptovol.config import Settings
 from orchestration.automation import schedule_status
 from orchestration.jobs import drift_job, freshness_job, ingest_features_job, retrain_job
+from orchestration.maintenance import compact_stream_features
 from orchestration.resources import LakeResource, MlflowResource
 
 
@@ -92,4 +94,14 @@ freshness_schedule = dg.ScheduleDefinition(
     description="Run the freshness checks (CRYPTOVOL_FRESHNESS_MAX_AGE_S) every 15 minutes.",
 )
 
-ALL_SCHEDULES = [nightly_features_schedule, nightly_retrain_schedule, drift_schedule, freshness_schedule]
+compact_schedule = dg.ScheduleDefinition(
+    name="compact_stream_features_schedule",
+    job=compact_stream_features,
+    cron_schedule=_cron("CRYPTOVOL_COMPACT_CRON", "20 * * * *"),
+    execution_timezone="UTC",
+    default_status=schedule_status(),
+    description="Hourly: merge the streaming featurizer's parts older than an hour (same rows, fewer files).",
+)
+
+ALL_SCHEDULES = [nightly_features_schedule, nightly_retrain_schedule, drift_schedule, freshness_schedule,
+                 compact_schedule]

@@ -40,6 +40,35 @@ def _restore_mlflow_uri_env() -> Iterator[None]:
             os.environ[name] = value
 
 
+#: Three hours of two products' ticks, 22:30 -> 01:30 UTC, so stream parts span two dates.
+STREAM_PARTS_START_NS = 1_767_306_600 * 1_000_000_000  # 2026-01-01T22:30Z
+STREAM_PARTS_DURATION_S = 3 * 3600
+
+
+@pytest.fixture(scope="session")
+def stream_parts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A feature directory as the streaming featurizer leaves it: ~700 small `part-stream-*`
+    files (one per product and date per flush of 25 ticks). Built once; copy it before changing it."""
+    import pandas as pd
+
+    from cryptovol.simulator.synthetic import generate_ticks_frame
+    from cryptovol.stream.engine import SourceRecord, StreamEngine
+    from cryptovol.stream.sink import write_batches
+    from cryptovol.ticks import Tick
+
+    start = pd.Timestamp(STREAM_PARTS_START_NS, tz="UTC").to_pydatetime()
+    frame = generate_ticks_frame(("BTC-USD", "ETH-USD"), start=start, duration_s=STREAM_PARTS_DURATION_S,
+                                 seed=11, rate_hz=0.4)
+    features_dir = tmp_path_factory.mktemp("stream-parts") / "features"
+    engine = StreamEngine(lateness_s=0.0)
+    for offset, row in enumerate(frame.itertuples(index=False)):
+        engine.offer(SourceRecord(Tick(*row), 0, offset))
+        if offset % 25 == 24:
+            write_batches(features_dir, engine.release())
+    write_batches(features_dir, engine.release(force=True))
+    return features_dir
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh data dir, exported as CRYPTOVOL_DATA_DIR for code and child processes."""

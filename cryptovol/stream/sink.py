@@ -56,6 +56,17 @@ SCHEMA = pa.schema(
 )
 
 
+def part_name(first_event_ns: int, partition: int, first_offset: int, last_offset: int) -> str:
+    """A stream part's file name: sorting names sorts a product's parts by first event time."""
+    return f"{STREAM_PREFIX}t{first_event_ns:019d}-p{partition}-o{first_offset}-{last_offset}.parquet"
+
+
+def parse_part_name(name: str) -> tuple[int, int, int, int] | None:
+    """(first event ns, source partition, first offset, last offset) of a stream part, else None."""
+    m = _NAME.match(name)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4))) if m else None
+
+
 def date_of(event_time_ns: int) -> str:
     return pd.Timestamp(int(event_time_ns), tz="UTC").strftime("%Y-%m-%d")
 
@@ -72,7 +83,7 @@ class WrittenPart:
     rows: int
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -105,9 +116,9 @@ def write_batches(features_dir: Path, batches: Iterable[FeatureBatch]) -> list[W
         table = _table(product, groups[key])
         offsets = table.column("source_offset")
         first_ns = table.column("event_time_ns")[0].as_py()
-        name = (f"{STREAM_PREFIX}t{first_ns:019d}-p{part}"
-                f"-o{pc.min(offsets).as_py()}-{pc.max(offsets).as_py()}.parquet")
-        written.append(_write_atomic(partition_dir(features_dir, product, date_of(d * DAY_NS)), name, table))
+        name = part_name(first_ns, part, pc.min(offsets).as_py(), pc.max(offsets).as_py())
+        directory = partition_dir(features_dir, product, date_of(d * DAY_NS))
+        written.append(write_part_atomic(directory, name, table))
     return written
 
 
@@ -131,7 +142,8 @@ def _table(product: str, pieces: list[tuple[FeatureBatch, np.ndarray | None]]) -
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
-def _write_atomic(directory: Path, name: str, table: pa.Table) -> WrittenPart:
+def write_part_atomic(directory: Path, name: str, table: pa.Table) -> WrittenPart:
+    """Write `table` as `directory/name`: hidden temp file, fsync, rename, fsync the directory."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / name
     tmp = directory / f".{name}.{os.getpid()}.tmp"
@@ -140,7 +152,7 @@ def _write_atomic(directory: Path, name: str, table: pa.Table) -> WrittenPart:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, final)
-    _fsync_dir(directory)
+    fsync_dir(directory)
     product = directory.parent.name.split("=", 1)[1]
     return WrittenPart(final, product, directory.name.split("=", 1)[1], table.num_rows)
 
@@ -178,9 +190,12 @@ def load_durable_state(features_dir: Path, history_s: float = HISTORY_S) -> dict
         parts: list[pd.DataFrame] = []
         last_ns: int | None = None
         for f in files:
-            cols = pq.read_table(
-                f, columns=["event_time_ns", "sequence", "source_partition", "source_offset"]
-            ).to_pandas()
+            try:
+                cols = pq.read_table(
+                    f, columns=["event_time_ns", "sequence", "source_partition", "source_offset"]
+                ).to_pandas()
+            except FileNotFoundError:  # merged by a compaction: old rows, outside the window
+                continue
             if cols.empty:
                 continue
             parts.append(cols)
