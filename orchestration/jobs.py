@@ -1,4 +1,5 @@
-"""Asset jobs: what a sensor, a schedule or a user in the UI launches."""
+"""Jobs: what a sensor, a schedule or a user in the UI launches (asset jobs, and the op job that
+compacts stream parts, from `orchestration.maintenance`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Schedules: finish yesterday's partitions, retrain nightly, and refresh the drift report.
+"""Schedules: finish yesterday's partitions, retrain nightly, refresh the drift report, run the
+freshness checks and merge old stream parts.
 
 Cron strings are overridable (CRYPTOVOL_NIGHTLY_FEATURES_CRON, CRYPTOVOL_NIGHTLY_RETRAIN_CRON,
 CRYPTOVOL_DRIFT_CRON, CRYPTOVOL_FRESHNESS_CRON, CRYPTOVOL_COMPACT_CRON); all times are UTC, like the

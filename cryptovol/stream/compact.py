@@ -87,15 +87,15 @@ class CompactionResult:
         if not self.groups:
             return "nothing to compact (no product/date/partition with 2+ parts old enough)"
         text = (f"{verb} {self.files_before:,} stream parts into {len(self.groups):,} "
-                f"({len(self.groups)} product/date/partition groups)")
+                "(one per product, date and source partition)")
         if self.dry_run:
             return text
         return (f"{text}: {self.rows:,} rows, {self.bytes_before / 1e6:,.1f} MB -> "
                 f"{self.bytes_after / 1e6:,.1f} MB in {self.seconds:.2f} s")
 
 
-def _max_event_ns(path: Path) -> int:
-    """The newest event time in a part, from the Parquet footer's statistics when present."""
+def _max_event_ns(path: Path) -> int | None:
+    """The newest event time in a part (None if it has no rows), from the footer's statistics."""
     meta = pq.ParquetFile(path).metadata
     column = meta.schema.names.index("event_time_ns")
     newest = None
@@ -104,7 +104,7 @@ def _max_event_ns(path: Path) -> int:
         if stats is None or not stats.has_min_max:
             return int(pq.read_table(path, columns=["event_time_ns"]).column(0).to_numpy().max())
         newest = stats.max if newest is None else max(newest, stats.max)
-    return int(newest) if newest is not None else -1
+    return int(newest) if newest is not None else None
 
 
 def plan(features_dir: Path, older_than_s: float = DEFAULT_OLDER_THAN_S,
@@ -127,7 +127,10 @@ def plan(features_dir: Path, older_than_s: float = DEFAULT_OLDER_THAN_S,
         cutoff = max(parsed[0] for _, parsed in parts) - int(older_than_s * NS)
         by_group: dict[tuple[str, int], list[Path]] = defaultdict(list)
         for f, (first_ns, partition, _, _) in parts:
-            if first_ns < cutoff and _max_event_ns(f) < cutoff:
+            if first_ns >= cutoff:
+                continue
+            newest = _max_event_ns(f)
+            if newest is not None and newest < cutoff:  # (the featurizer never writes empty parts)
                 by_group[(f.parent.name, partition)].append(f)
         product = product_dir.name.split("=", 1)[1]
         for (date_dir, partition), files in sorted(by_group.items()):
