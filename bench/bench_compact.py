@@ -1,5 +1,5 @@
 """Stream part compaction: what the featurizer's one-part-per-second layout costs readers, and
-what `cryptovol features compact` gives back.
+what `cryptovol compact` gives back.
 
 Writes the parts the streaming featurizer would write for `--hours` of two products' synthetic
 ticks (`--rate` per second per product, one flush per second of event time, through the real
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--older-than", type=float, default=900.0, help="compaction age, seconds")
     args = parser.parse_args(argv)
 
-    from cryptovol.stream.compact import compact_stream_parts
+    from cryptovol.compaction import compact_feature_parts
     from cryptovol.stream.sink import stream_files
 
     with tempfile.TemporaryDirectory(prefix="cryptovol-bench-compact-") as tmp:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{ticks:,} ticks ({args.hours:g} h, 2 products, ~{args.rate:g}/s each) -> {files_before:,} "
               f"stream parts, one per product per second of event time (written in {write_s:.1f} s)")
         before = _readers(data_dir)
-        result = compact_stream_parts(features_dir, args.older_than)
+        result = compact_feature_parts(features_dir, args.older_than)
         files_after = len(stream_files(features_dir))
         print(f"compaction (parts older than {args.older_than:g} s behind the newest): {result.summary()}; "
               f"{files_before:,} -> {files_after:,} files")

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "replay": "replay",
     "featurize": "featurize",
     "features": "features",
+    "compact": "compact",
     "sql": "sql",
     "train": "train",
     "models": "models",

@@ -622,6 +622,8 @@ def read_prediction_window(settings: Any, window: Window) -> pd.DataFrame:
     if "spike_probability" not in frame.columns:
         return pd.DataFrame()
     keys = [c for c in ("product_id", "event_time_ns", "sequence") if c in frame.columns]
+    if "scored_at_ns" in frame.columns:  # a row scored twice (scorer restart): keep the latest score
+        frame = frame.sort_values("scored_at_ns", kind="stable")
     return frame.drop_duplicates(keys, keep="last").reset_index(drop=True)
 
 

@@ -553,7 +553,7 @@ def _read_part(path: Path, check_version: bool) -> pd.DataFrame:
 def _read_partition(where: DataDir, product: str, day: str, check_version: bool,
                     attempts: int = 3) -> tuple[list[Path], list[pd.DataFrame]]:
     """Every part of one partition. A part that vanished between listing and reading was merged
-    by `cryptovol features compact` (which writes the merged part before deleting its sources),
+    by `cryptovol compact` (which writes the merged part before deleting its sources),
     so listing again finds its rows."""
     for _ in range(attempts - 1):
         files = partition_files(where, product, day)
@@ -690,7 +690,7 @@ def connect(where: DataDir, database: str = ":memory:") -> duckdb.DuckDBPyConnec
     - `predictions`: Parquet under `predictions/` if any (empty view otherwise).
 
     The file lists are taken when connecting: reconnect to see partitions created since, and
-    after `cryptovol features compact` (a query naming a merged-away part fails).
+    after `cryptovol compact` (a query naming a merged-away part fails).
     """
     import duckdb
 

@@ -1,12 +1,12 @@
 """Jobs: what a sensor, a schedule or a user in the UI launches (asset jobs, and the op job that
-compacts stream parts, from `orchestration.maintenance`)."""
+compacts the lake's small parts, from `orchestration.maintenance`)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from assets.partitions import day_product_partitions
-from orchestration.maintenance import compact_stream_features
+from orchestration.maintenance import compact_lake
 
 RAW_TICKS = dg.AssetKey("raw_ticks")
 FEATURES = dg.AssetKey("features")
@@ -48,4 +48,4 @@ freshness_job = dg.define_asset_job(
     description="Is the newest landed tick / feature row recent enough?",
 )
 
-ALL_JOBS = [ingest_features_job, retrain_job, drift_job, freshness_job, compact_stream_features]
+ALL_JOBS = [ingest_features_job, retrain_job, drift_job, freshness_job, compact_lake]

@@ -16,7 +16,7 @@ from assets.partitions import partition_key, product_partitions
 from cryptovol.config import Settings
 from orchestration.automation import schedule_status
 from orchestration.jobs import drift_job, freshness_job, ingest_features_job, retrain_job
-from orchestration.maintenance import compact_stream_features
+from orchestration.maintenance import compact_lake
 from orchestration.resources import LakeResource, MlflowResource
 
 
@@ -96,12 +96,12 @@ freshness_schedule = dg.ScheduleDefinition(
 )
 
 compact_schedule = dg.ScheduleDefinition(
-    name="compact_stream_features_schedule",
-    job=compact_stream_features,
+    name="compact_lake_schedule",
+    job=compact_lake,
     cron_schedule=_cron("CRYPTOVOL_COMPACT_CRON", "20 * * * *"),
     execution_timezone="UTC",
     default_status=schedule_status(),
-    description="Hourly: merge the streaming featurizer's parts older than an hour (same rows, fewer files).",
+    description="Hourly: merge the featurizer's and scorer's parts older than an hour (same rows).",
 )
 
 ALL_SCHEDULES = [nightly_features_schedule, nightly_retrain_schedule, drift_schedule, freshness_schedule,

@@ -1,11 +1,10 @@
-"""`cryptovol features build|list|compact`: the batch featurizer over the landing files, the
-lake's partitions, and merging the streaming featurizer's small parts."""
+"""`cryptovol features build|list`: the batch featurizer over the landing files."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "build feature Parquet from landing files (batch featurizer), list partitions, compact stream parts"
+HELP = "build feature Parquet from landing files (batch featurizer) or list feature partitions"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,18 +24,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="product to build, e.g. BTC-USD (repeatable)")
     build.add_argument("--all", action="store_true", help="rebuild every landing partition")
     sub.add_parser("list", help="list landing and feature partitions")
-    compact = sub.add_parser(
-        "compact",
-        help="merge the streaming featurizer's old small parts",
-        description=(
-            "Merge the stream parts (part-stream-*.parquet, one per flush) of each product, date and "
-            "source partition whose rows are all older than --older-than seconds behind the product's "
-            "newest part into one part; safe while the featurizer runs."
-        ),
-    )
-    compact.add_argument("--older-than", type=float, default=None, metavar="SECONDS",
-                         help="merge parts older than this behind the newest (default 3600)")
-    compact.add_argument("--dry-run", action="store_true", help="print what would be merged, change nothing")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,8 +33,6 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if args.action == "list":
         return _list(settings)
-    if args.action == "compact":
-        return _compact(settings, args)
     try:
         days = [lake.day_str(d) for d in args.date]
     except ValueError as exc:
@@ -90,19 +75,4 @@ def _list(settings) -> int:
         files = [p.name for p in lake.partition_files(settings, product, day)]
         has_landing = "yes" if (product, day) in set(landing) else "no"
         print(f"{product:<10} {day:<10}  {has_landing:<7}  {', '.join(files) or '-'}")
-    return 0
-
-
-def _compact(settings, args: argparse.Namespace) -> int:
-    from cryptovol.stream.compact import DEFAULT_OLDER_THAN_S, CompactionBusyError, compact_stream_parts
-
-    older_than = DEFAULT_OLDER_THAN_S if args.older_than is None else args.older_than
-    try:
-        result = compact_stream_parts(settings.features_dir, older_than, dry_run=args.dry_run)
-    except (ValueError, CompactionBusyError) as exc:
-        print(f"error: {exc}")
-        return 2
-    for group in result.groups if args.dry_run else []:
-        print(f"{group.product:<10} {group.date}  partition {group.partition}: {len(group.files)} parts")
-    print(result.summary())
     return 0

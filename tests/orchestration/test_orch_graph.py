@@ -53,14 +53,14 @@ def test_jobs_schedules_and_sensors_are_defined() -> None:
         "retrain",
         "drift_monitoring",
         "freshness_checks",
-        "compact_stream_features",
+        "compact_lake",
     }
     assert {s.name for s in repo.schedule_defs} == {
         "nightly_features_schedule",
         "nightly_retrain_schedule",
         "drift_report_schedule",
         "freshness_checks_schedule",
-        "compact_stream_features_schedule",
+        "compact_lake_schedule",
     }
     assert {s.name for s in repo.sensor_defs} == {
         "new_landing_files_sensor",
