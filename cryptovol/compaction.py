@@ -104,19 +104,18 @@ class CompactionResult:
                 f"{self.bytes_after / 1e6:,.1f} MB in {self.seconds:.2f} s")
 
 
-def _event_time_range(path: Path) -> tuple[int, int] | None:
-    """(oldest, newest) event time in a part (None if it has no rows), from the footer's statistics."""
+def _newest_event_ns(path: Path) -> int | None:
+    """The newest event time in a part (None if it has no rows), from the footer's statistics."""
     meta = pq.ParquetFile(path).metadata
     column = meta.schema.names.index("event_time_ns")
-    lo = hi = None
+    newest = None
     for i in range(meta.num_row_groups):
         stats = meta.row_group(i).column(column).statistics
         if stats is None or not stats.has_min_max:
             times = pq.read_table(path, columns=["event_time_ns"]).column(0).to_numpy()
-            return (int(times.min()), int(times.max())) if len(times) else None
-        lo = stats.min if lo is None else min(lo, stats.min)
-        hi = stats.max if hi is None else max(hi, stats.max)
-    return (int(lo), int(hi)) if hi is not None else None
+            return int(times.max()) if len(times) else None
+        newest = stats.max if newest is None else max(newest, stats.max)
+    return int(newest) if newest is not None else None
 
 
 def _check_age(older_than_s: float) -> int:
@@ -152,8 +151,8 @@ def plan_features(features_dir: Path, older_than_s: float = DEFAULT_OLDER_THAN_S
         for f, (first_ns, partition, _, _) in parts:
             if first_ns >= cutoff:
                 continue
-            span = _event_time_range(f)
-            if span is not None and span[1] < cutoff:  # (the featurizer never writes empty parts)
+            newest = _newest_event_ns(f)
+            if newest is not None and newest < cutoff:  # (the featurizer never writes empty parts)
                 by_group[(product, f.parent.name.split("=", 1)[1], partition)].append(f)
     return _groups(by_group, min_files)
 
@@ -165,13 +164,13 @@ def plan_predictions(predictions_dir: Path, older_than_s: float = DEFAULT_OLDER_
     age_ns = _check_age(older_than_s)
     by_group: dict[tuple[str, str, int | None], list[Path]] = defaultdict(list)
     for product_dir in sorted(Path(predictions_dir).glob("product=*")):
-        spans = [(f, _event_time_range(f)) for f in product_dir.glob("date=*/part-*.parquet")]
-        spans = [(f, span) for f, span in spans if span is not None]
-        if not spans:
+        newest_of = {f: _newest_event_ns(f) for f in product_dir.glob("date=*/part-*.parquet")}
+        newest_of = {f: newest for f, newest in newest_of.items() if newest is not None}
+        if not newest_of:
             continue
-        cutoff = max(span[1] for _, span in spans) - age_ns
+        cutoff = max(newest_of.values()) - age_ns
         product = product_dir.name.split("=", 1)[1]
-        for f, (_, newest) in spans:
+        for f, newest in newest_of.items():
             if newest < cutoff:
                 by_group[(product, f.parent.name.split("=", 1)[1], None)].append(f)
     return _groups(by_group, min_files)
