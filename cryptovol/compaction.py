@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cryptovol.featureset import HISTORY_S
+from cryptovol.lake import newest_event_ns
 from cryptovol.scoring.sink import PREDICTION_SCHEMA
 from cryptovol.stream.sink import (
     NS,
@@ -104,20 +105,6 @@ class CompactionResult:
                 f"{self.bytes_after / 1e6:,.1f} MB in {self.seconds:.2f} s")
 
 
-def _newest_event_ns(path: Path) -> int | None:
-    """The newest event time in a part (None if it has no rows), from the footer's statistics."""
-    meta = pq.ParquetFile(path).metadata
-    column = meta.schema.names.index("event_time_ns")
-    newest = None
-    for i in range(meta.num_row_groups):
-        stats = meta.row_group(i).column(column).statistics
-        if stats is None or not stats.has_min_max:
-            times = pq.read_table(path, columns=["event_time_ns"]).column(0).to_numpy()
-            return int(times.max()) if len(times) else None
-        newest = stats.max if newest is None else max(newest, stats.max)
-    return int(newest) if newest is not None else None
-
-
 def _check_age(older_than_s: float) -> int:
     if older_than_s <= HISTORY_S:
         raise ValueError(
@@ -151,7 +138,7 @@ def plan_features(features_dir: Path, older_than_s: float = DEFAULT_OLDER_THAN_S
         for f, (first_ns, partition, _, _) in parts:
             if first_ns >= cutoff:
                 continue
-            newest = _newest_event_ns(f)
+            newest = newest_event_ns(f)
             if newest is not None and newest < cutoff:  # (the featurizer never writes empty parts)
                 by_group[(product, f.parent.name.split("=", 1)[1], partition)].append(f)
     return _groups(by_group, min_files)
@@ -164,7 +151,7 @@ def plan_predictions(predictions_dir: Path, older_than_s: float = DEFAULT_OLDER_
     age_ns = _check_age(older_than_s)
     by_group: dict[tuple[str, str, int | None], list[Path]] = defaultdict(list)
     for product_dir in sorted(Path(predictions_dir).glob("product=*")):
-        newest_of = {f: _newest_event_ns(f) for f in product_dir.glob("date=*/part-*.parquet")}
+        newest_of = {f: newest_event_ns(f) for f in product_dir.glob("date=*/part-*.parquet")}
         newest_of = {f: newest for f, newest in newest_of.items() if newest is not None}
         if not newest_of:
             continue

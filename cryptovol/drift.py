@@ -581,21 +581,16 @@ def latest_feature_time_ns(settings: Any, products: Sequence[str] | None = None)
 
     Read from the Parquet footers' column statistics where present (no data read).
     """
-    import pyarrow.parquet as pq
+    from cryptovol.lake import newest_event_ns
 
     latest: int | None = None
     for path in _feature_part_files(settings, None, products):
         try:
-            meta = pq.ParquetFile(path).metadata
-            index = meta.schema.names.index("event_time_ns")
-            stats = [meta.row_group(i).column(index).statistics for i in range(meta.num_row_groups)]
-            if stats and all(s is not None and s.has_min_max for s in stats):
-                value = max(int(s.max) for s in stats)
-            else:
-                value = int(pq.read_table(path, columns=["event_time_ns"])["event_time_ns"].to_numpy().max())
+            value = newest_event_ns(path)
         except (OSError, ValueError):
             continue
-        latest = value if latest is None else max(latest, value)
+        if value is not None:
+            latest = value if latest is None else max(latest, value)
     return latest
 
 

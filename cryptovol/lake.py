@@ -536,6 +536,20 @@ def _selected_partitions(where: DataDir, products: Iterable[str] | None, start: 
     ]
 
 
+def newest_event_ns(path: Path) -> int | None:
+    """The newest `event_time_ns` in a Parquet part (None if it has no rows), from the footer's
+    column statistics where every row group has them, so no data is read."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    column = meta.schema.names.index("event_time_ns")
+    stats = [meta.row_group(i).column(column).statistics for i in range(meta.num_row_groups)]
+    if stats and all(s is not None and s.has_min_max for s in stats):
+        return max(int(s.max) for s in stats)
+    times = pq.read_table(path, columns=["event_time_ns"]).column(0).to_numpy()
+    return int(times.max()) if len(times) else None
+
+
 def _read_part(path: Path, check_version: bool) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
