@@ -42,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cryptovol.config import COMPACT_OLDER_THAN_S
 from cryptovol.featureset import HISTORY_S
 from cryptovol.lake import newest_event_ns
 from cryptovol.scoring.sink import PREDICTION_SCHEMA
@@ -55,8 +56,6 @@ from cryptovol.stream.sink import (
     write_part_atomic,
 )
 
-#: Parts older than this (behind the product's newest part) are merged by default.
-DEFAULT_OLDER_THAN_S = 3600.0
 LOCK_NAME = ".compact.lock"
 #: Name prefix of merged prediction parts (the scorer's own parts are `part-<UTC time>-<id>`).
 MERGED_PREDICTIONS_PREFIX = "part-merged-"
@@ -120,7 +119,7 @@ def _groups(by_group: dict[tuple[str, str, int | None], list[Path]], min_files: 
             if len(files) >= min_files]
 
 
-def plan_features(features_dir: Path, older_than_s: float = DEFAULT_OLDER_THAN_S,
+def plan_features(features_dir: Path, older_than_s: float = COMPACT_OLDER_THAN_S,
                   min_files: int = 2) -> list[PartGroup]:
     """Feature parts entirely older than the product's newest part's first event time minus
     `older_than_s`, grouped by (product, date, source partition), `min_files` or more per group."""
@@ -144,7 +143,7 @@ def plan_features(features_dir: Path, older_than_s: float = DEFAULT_OLDER_THAN_S
     return _groups(by_group, min_files)
 
 
-def plan_predictions(predictions_dir: Path, older_than_s: float = DEFAULT_OLDER_THAN_S,
+def plan_predictions(predictions_dir: Path, older_than_s: float = COMPACT_OLDER_THAN_S,
                      min_files: int = 2) -> list[PartGroup]:
     """Prediction parts entirely older than the product's newest scored row minus `older_than_s`,
     grouped by (product, date), `min_files` or more per group."""
@@ -241,14 +240,14 @@ def _compact(kind: str, root: Path, plan: Callable[..., list[PartGroup]],
     return result
 
 
-def compact_feature_parts(features_dir: Path, older_than_s: float = DEFAULT_OLDER_THAN_S, *,
+def compact_feature_parts(features_dir: Path, older_than_s: float = COMPACT_OLDER_THAN_S, *,
                           min_files: int = 2, dry_run: bool = False) -> CompactionResult:
     """Merge old stream feature parts (see the module docstring); `dry_run` only plans."""
     return _compact("features", features_dir, plan_features, _merge_features, older_than_s, min_files,
                     dry_run)
 
 
-def compact_prediction_parts(predictions_dir: Path, older_than_s: float = DEFAULT_OLDER_THAN_S, *,
+def compact_prediction_parts(predictions_dir: Path, older_than_s: float = COMPACT_OLDER_THAN_S, *,
                              min_files: int = 2, dry_run: bool = False) -> CompactionResult:
     """Merge old scorer prediction parts (see the module docstring); `dry_run` only plans."""
     return _compact("predictions", predictions_dir, plan_predictions, _merge_predictions, older_than_s,

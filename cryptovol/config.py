@@ -20,6 +20,9 @@ TOPIC_PREDICTIONS = "predictions"
 TOPIC_DEADLETTER = "ticks.deadletter"
 ALL_TOPICS = (TOPIC_RAW, TOPIC_FEATURES, TOPIC_PREDICTIONS, TOPIC_DEADLETTER)
 
+#: `cryptovol compact` and the Dagster job merge parts this much older than a product's newest.
+COMPACT_OLDER_THAN_S = 3600.0
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()

@@ -8,12 +8,13 @@ materialization of `features`; a schedule runs it hourly (CRYPTOVOL_COMPACT_CRON
 import dagster as dg
 from pydantic import Field
 
+from cryptovol.config import COMPACT_OLDER_THAN_S
 from orchestration.resources import LakeResource
 
 
 class CompactConfig(dg.Config):
     older_than_s: float = Field(
-        default=3600.0,
+        default=COMPACT_OLDER_THAN_S,
         description="Merge parts whose rows are all this much older than the product's newest part "
                     "(must exceed the featurizer's re-warm window).",
     )

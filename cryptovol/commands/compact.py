@@ -14,31 +14,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "all older than --older-than seconds behind the product's newest become one part. Same "
         "rows for every reader; safe while the featurizer and the scorer run. Dagster runs it hourly."
     )
-    parser.add_argument("--older-than", type=float, default=None, metavar="SECONDS",
-                        help="merge parts this much older than the newest (default 3600)")
+    from cryptovol.config import COMPACT_OLDER_THAN_S
+
+    parser.add_argument("--older-than", type=float, default=COMPACT_OLDER_THAN_S, metavar="SECONDS",
+                        help="merge parts this much older than the newest (default %(default)g)")
     parser.add_argument("--only", choices=("features", "predictions"), default=None,
                         help="compact one tree only")
     parser.add_argument("--dry-run", action="store_true", help="print what would be merged, change nothing")
 
 
 def run(args: argparse.Namespace) -> int:
-    from cryptovol.compaction import (
-        DEFAULT_OLDER_THAN_S,
-        CompactionBusyError,
-        compact_feature_parts,
-        compact_prediction_parts,
-    )
+    from cryptovol.compaction import CompactionBusyError, compact_feature_parts, compact_prediction_parts
     from cryptovol.config import Settings
 
     settings = Settings.from_env()
-    older_than = DEFAULT_OLDER_THAN_S if args.older_than is None else args.older_than
     jobs = {"features": (compact_feature_parts, settings.features_dir),
             "predictions": (compact_prediction_parts, settings.predictions_dir)}
     for kind, (compact, root) in jobs.items():
         if args.only not in (None, kind):
             continue
         try:
-            result = compact(root, older_than, dry_run=args.dry_run)
+            result = compact(root, args.older_than, dry_run=args.dry_run)
         except (ValueError, CompactionBusyError) as exc:
             print(f"error: {exc}")
             return 2
