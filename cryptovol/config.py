@@ -23,6 +23,14 @@ ALL_TOPICS = (TOPIC_RAW, TOPIC_FEATURES, TOPIC_PREDICTIONS, TOPIC_DEADLETTER)
 #: `cryptovol compact` and the Dagster job merge parts this much older than a product's newest.
 COMPACT_OLDER_THAN_S = 3600.0
 
+#: A tick whose event time lies further than this ahead of its receive time (or of a consumer's
+#: clock) is dead-lettered: one tick dated 2100 would otherwise move its product's watermark.
+TICK_MAX_AHEAD_S = 60.0
+#: ... or further than this behind its receive time (replayed history keeps its own receive time).
+TICK_MAX_BEHIND_S = 86_400.0
+#: Landing NDJSON and the spool cursor are fsynced at most this long after a write (power-loss window).
+FSYNC_INTERVAL_S = 1.0
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
@@ -86,6 +94,9 @@ class Settings(LakeLayout):
     topic_partitions: int = 3
     mlflow_tracking_uri: str = ""
     model_name: str = "cryptovol-spike"
+    tick_max_ahead_s: float = TICK_MAX_AHEAD_S
+    tick_max_behind_s: float = TICK_MAX_BEHIND_S
+    fsync_interval_s: float = FSYNC_INTERVAL_S
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -98,6 +109,9 @@ class Settings(LakeLayout):
             topic_partitions=int(_env("CRYPTOVOL_TOPIC_PARTITIONS", "3")),
             mlflow_tracking_uri=tracking,
             model_name=_env("CRYPTOVOL_MODEL_NAME", "cryptovol-spike"),
+            tick_max_ahead_s=float(_env("CRYPTOVOL_TICK_MAX_AHEAD_S", str(TICK_MAX_AHEAD_S))),
+            tick_max_behind_s=float(_env("CRYPTOVOL_TICK_MAX_BEHIND_S", str(TICK_MAX_BEHIND_S))),
+            fsync_interval_s=float(_env("CRYPTOVOL_FSYNC_INTERVAL_S", str(FSYNC_INTERVAL_S))),
         )
 
     # The rest of the data dir (the lake's trees come from `LakeLayout`).
