@@ -160,7 +160,8 @@ def codec_costs(ticks: list[Tick]) -> dict[str, float]:
                         for n in FEATURE_NAMES})
             row.update(feature_set_version=FEATURE_SET.version,
                        source_partition=int(batch.source_partition[i]),
-                       source_offset=int(batch.source_offset[i]), emitted_at_ns=0)
+                       source_offset=int(batch.source_offset[i]),
+                       receive_time_ns=int(batch.receive_time_ns[i]), emitted_at_ns=0)
             out.append(json.dumps(row, separators=(",", ":")).encode())
         return out
 

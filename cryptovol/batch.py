@@ -4,8 +4,12 @@ It runs the same `compute_features` as the streaming featurizer and the service.
 day's last `HISTORY_S` seconds are passed as context rows, so the first rows of a day are warm
 exactly when the stream's would be (a segment running across midnight stays warm).
 
-Ticks are ordered by event time (stable, so equal timestamps keep their arrival order); invalid
-landing lines are skipped and counted by reason (they stay in the landing file: nothing is lost).
+Which ticks become rows follows the one event-time rule of `cryptovol.eventtime`, applied to the
+landing file's lines in their (arrival) order exactly as the streaming engine applies it to the
+Kafka records: late ticks (behind the newest earlier arrival - lateness) and repeated identities
+are skipped and counted, the rest are ordered by event time (stable, so equal timestamps keep their
+arrival order). So stream == batch row for row, out-of-order arrivals included. Invalid landing
+lines are skipped and counted by reason (they stay in the landing file: nothing is lost).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cryptovol import lake
+from cryptovol.eventtime import LATENESS_S, admitted_mask
 from cryptovol.features import compute_features, empty_feature_frame
 from cryptovol.featureset import FEATURE_SET, HISTORY_S
 
@@ -43,6 +48,8 @@ class BatchResult:
     seconds: float = 0.0
     first_event_ns: int | None = None
     last_event_ns: int | None = None
+    #: valid ticks the event-time rule skipped (late or repeated), see `cryptovol.eventtime`
+    skipped_late: int = 0
 
     @property
     def invalid_count(self) -> int:
@@ -57,6 +64,8 @@ class BatchResult:
         if self.invalid:
             reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.invalid.items()))
             bad = f", skipped {self.invalid_count} invalid line(s) ({reasons})"
+        if self.skipped_late:
+            bad += f", skipped {self.skipped_late} late/repeated tick(s)"
         return (
             f"{self.product} {self.day}: {self.rows:,} rows ({self.warm_rows:,} warm), "
             f"context {self.context_rows:,} rows{bad}, {self.seconds:.2f} s -> {self.path}"
@@ -70,12 +79,33 @@ def _sorted(ticks: pd.DataFrame) -> pd.DataFrame:
     return ticks.reset_index(drop=True)
 
 
-def featurize_frames(day_ticks: pd.DataFrame, context_ticks: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Pure core of the batch path: one product's day of ticks (+ earlier context) -> feature rows.
+def admitted(ticks: pd.DataFrame, *, lateness_ns: int, prior_max_ns: int | None = None) -> pd.DataFrame:
+    """The ticks of one product (in arrival order) that the event-time rule turns into rows."""
+    if len(ticks) == 0:
+        return ticks
+    keep = admitted_mask(ticks["event_time_ns"].to_numpy(dtype=np.int64),
+                         ticks["sequence"].to_numpy(dtype=np.int64),
+                         lateness_ns=lateness_ns, prior_max_ns=prior_max_ns)
+    return ticks if keep.all() else ticks.loc[keep].reset_index(drop=True)
+
+
+def featurize_frames(
+    day_ticks: pd.DataFrame,
+    context_ticks: pd.DataFrame | None = None,
+    *,
+    lateness_s: float = LATENESS_S,
+) -> pd.DataFrame:
+    """Pure core of the batch path: one product's day of ticks (+ earlier context), each in arrival
+    (file) order -> feature rows of the ticks the event-time rule admits.
 
     Only context rows within `HISTORY_S` before, and not after, the day's first tick are used.
     """
-    day_ticks = _sorted(day_ticks)
+    lateness_ns = int(round(lateness_s * 1e9))
+    prior = None
+    if context_ticks is not None and len(context_ticks):
+        context_ticks = admitted(context_ticks, lateness_ns=lateness_ns)
+        prior = int(context_ticks["event_time_ns"].max())
+    day_ticks = _sorted(admitted(day_ticks, lateness_ns=lateness_ns, prior_max_ns=prior))
     if len(day_ticks) == 0:
         return empty_feature_frame()
     context = None
@@ -91,7 +121,8 @@ def featurize_frames(day_ticks: pd.DataFrame, context_ticks: pd.DataFrame | None
 
 
 def featurize_day(
-    where: lake.DataDir, product: str, day: lake.DayLike, *, write: bool = True
+    where: lake.DataDir, product: str, day: lake.DayLike, *, write: bool = True,
+    lateness_s: float = LATENESS_S,
 ) -> BatchResult:
     """Featurize `raw/<product>/<day>.ndjson` into `features/product=<product>/date=<day>/part-batch.parquet`.
 
@@ -108,7 +139,7 @@ def featurize_day(
         if prev.exists() and prev.stat().st_size:
             first = int(ticks["event_time_ns"].min())
             context = lake.read_landing_tail(prev, first - HISTORY_NS, product=product)
-    frame = featurize_frames(ticks, context)
+    frame = featurize_frames(ticks, context, lateness_s=lateness_s)
     context_rows = 0
     if context is not None and len(frame):
         first = int(frame["event_time_ns"].iloc[0])
@@ -129,6 +160,7 @@ def featurize_day(
         seconds=time.perf_counter() - started,
         first_event_ns=int(times.iloc[0]) if len(frame) else None,
         last_event_ns=int(times.iloc[-1]) if len(frame) else None,
+        skipped_late=len(ticks) - len(frame),
     )
     if result.invalid:
         log.warning("%s %s: skipped %d invalid landing line(s): %s", product, day,
@@ -177,6 +209,7 @@ def featurize_partitions(where: lake.DataDir, partitions: Iterable[tuple[str, st
 
 __all__ = [
     "BatchResult",
+    "admitted",
     "featurize_day",
     "featurize_frames",
     "featurize_partitions",

@@ -10,10 +10,11 @@ HELP = "streaming featurizer: ticks.raw -> ticks.features + feature Parquet (con
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group-id", default="featurizer", help="consumer group (default: featurizer)")
     parser.add_argument(
-        "--lateness-s", type=float, default=2.0,
+        "--lateness-s", type=float, default=0.0,
         help="event-time lateness: ticks wait this long to be emitted in event-time order; a tick "
              "arriving behind its product's watermark (max event time seen - lateness) is "
-             "dead-lettered as late_tick (default 2)",
+             "dead-lettered as late_tick (default 0: in-order ticks leave at once; the batch "
+             "featurizer applies the same rule, see cryptovol/eventtime.py)",
     )
     parser.add_argument(
         "--idle-release-s", type=float, default=5.0,

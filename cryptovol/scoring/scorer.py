@@ -90,6 +90,9 @@ def parse_feature_message(value: bytes | str | dict) -> tuple[dict[str, Any], li
         values.append(float(raw))
     keys = {"product_id": product, "event_time_ns": event_time,
             "sequence": int(sequence) if isinstance(sequence, int) else -1}
+    received = obj.get("receive_time_ns")
+    if isinstance(received, int) and not isinstance(received, bool) and received > 0:
+        keys["receive_time_ns"] = received  # when the ingestor got the tick: end-to-end latency
     return keys, values
 
 
@@ -257,6 +260,10 @@ class StreamingScorer:
         self.stats.model_versions[model.version] += len(keys)
         if self.metrics is not None:
             self.metrics.observe_predictions(flags, latency_s, "stream")
+            self.metrics.observe_end_to_end(
+                [scored_at - k["event_time_ns"] for k in keys],
+                [scored_at - k["receive_time_ns"] for k in keys if "receive_time_ns" in k],
+            )
 
     def _dead_letter(self, producer: Any, record: Any, exc: BadFeatureRow) -> None:
         raw = record.value

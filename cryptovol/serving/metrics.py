@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: End-to-end latency (exchange event or tick receipt -> prediction produced): 5 ms .. 10 s.
+END_TO_END_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5,
+                      2.0, 2.5, 3.0, 4.0, 5.0, 10.0)
 PROBABILITY_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
 
@@ -103,10 +106,24 @@ class ServingMetrics:
             "Distribution of the challenger's spike probabilities (shadow mode)",
             ["component"], buckets=PROBABILITY_BUCKETS, registry=reg,
         )
+        self.end_to_end = Histogram(
+            "cryptovol_end_to_end_latency_seconds",
+            "Per prediction: exchange event time (since=event) or the ingestor's receive time "
+            "(since=received) -> prediction produced, wall clock",
+            ["component", "since"], buckets=END_TO_END_BUCKETS, registry=reg,
+        )
         self._spikes = RollingRate(window)
         self._agreement = RollingRate(window)
 
     # -- recording --------------------------------------------------------------------------
+
+    def observe_end_to_end(self, since_event_ns: list[int], since_received_ns: list[int]) -> None:
+        """One observation per scored row (the streaming scorer: event/receive -> scored_at)."""
+        for since, values in (("event", since_event_ns), ("received", since_received_ns)):
+            if values:
+                observe = self.end_to_end.labels(self.component, since).observe
+                for ns in values:
+                    observe(ns / 1e9)
 
     def observe_predictions(self, flags: np.ndarray, latency_s: float, endpoint: str) -> None:
         n = len(flags)

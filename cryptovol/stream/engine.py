@@ -3,14 +3,13 @@ history tails, exactly-once bookkeeping against what is already durable, and the
 feature implementation (`cryptovol.features.compute_feature_arrays`, the array core of
 `compute_features`).
 
-Out-of-order policy (the design choice, documented once here):
+Out-of-order policy: the one rule of `cryptovol.eventtime`, which the batch featurizer applies
+to the landing files identically (so stream == batch row for row, out-of-order arrivals included):
 
-- Each product has a watermark `max event time seen - lateness`. Arriving ticks wait in a small
+- Each product has a watermark `max event time seen - lateness`. With the default lateness 0 an
+  in-order tick is released the moment it arrives; with lateness > 0 arriving ticks wait in a small
   per-product buffer and are released in event-time order (ties: arrival order, like the batch
-  path's stable sort) once the watermark has passed them. So rows are always emitted in event-time
-  order and equal what the batch path computes from the same ticks, as long as no tick arrives
-  more than `lateness` late. The price is latency: a tick waits up to `lateness` (with
-  `lateness = 0` an in-order tick is emitted at once).
+  path's stable sort) once the watermark has passed them.
 - A tick that arrives behind its product's watermark (event time < max seen - lateness), or behind
   a row already emitted, is *late*: reported to the caller (dead-lettered with reason `late_tick`)
   and counted, never emitted out of order. The verdict depends on arrival order only, not on how
@@ -41,6 +40,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+from cryptovol.eventtime import LATENESS_S
 from cryptovol.features import compute_feature_arrays
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET, HISTORY_S
 from cryptovol.ticks import Tick
@@ -96,6 +96,9 @@ class FeatureBatch:
     source_partition: np.ndarray
     source_offset: np.ndarray
     compute_s: float = 0.0
+    #: When the ingestor received each tick (wall clock, UTC ns): travels to the scorer for the
+    #: tick-received -> prediction-produced latency. Not part of the Parquet schema.
+    receive_time_ns: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.event_time_ns)
@@ -267,6 +270,7 @@ class ProductStream:
             source_partition=np.fromiter((r.partition for r in recs), dtype=np.int32, count=len(recs)),
             source_offset=np.fromiter((r.offset for r in recs), dtype=np.int64, count=len(recs)),
             compute_s=elapsed,
+            receive_time_ns=np.fromiter((t.receive_time_ns for t in ticks), dtype=np.int64, count=len(ticks)),
         )
 
     def _merge_warm(self) -> None:
@@ -305,7 +309,7 @@ def _columns(ticks: list[Tick]) -> dict[str, np.ndarray]:
 class StreamEngine:
     """All products of one featurizer: routes ticks, releases rows, reports late ticks."""
 
-    lateness_s: float = 2.0
+    lateness_s: float = LATENESS_S
     idle_release_s: float = 5.0
     durable: dict[str, DurableState] = field(default_factory=dict)
     resume_offsets: dict[int, int] = field(default_factory=dict)

@@ -22,7 +22,9 @@ group's shared memory of what is done.
 
 Message on `ticks.features` (key = product id): one JSON object per tick with the keys
 (`product_id`, `event_time_ns`, `sequence`), every feature (NaN as `null`), `feature_set_version`,
-`source_partition`, `source_offset` and `emitted_at_ns` (wall clock, for latency tracking).
+`source_partition`, `source_offset`, `receive_time_ns` (when the ingestor received the tick, wall
+clock UTC ns; 0 if unknown) and `emitted_at_ns` (wall clock). The scorer turns the last two and the
+event time into its end-to-end latency histograms.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
 from cryptovol.config import TOPIC_DEADLETTER, TOPIC_FEATURES, TOPIC_RAW
+from cryptovol.eventtime import LATENESS_S
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET
 from cryptovol.kafka_io import ensure_topics, make_consumer, make_producer
 from cryptovol.stream.engine import FeatureBatch, SourceRecord, StreamEngine
@@ -66,7 +69,7 @@ class FeaturizerConfig:
     bootstrap_servers: str
     features_dir: Path
     group_id: str = "featurizer"
-    lateness_s: float = 2.0
+    lateness_s: float = LATENESS_S
     idle_release_s: float = 5.0
     flush_every_s: float = 1.0
     flush_rows: int | None = None
@@ -190,7 +193,7 @@ _FeatureRow = msgspec.defstruct(
     [("product_id", str), ("event_time_ns", int), ("sequence", int)]
     + [(name, float) for name in FEATURE_NAMES]
     + [("feature_set_version", str), ("source_partition", int), ("source_offset", int),
-       ("emitted_at_ns", int)],
+       ("receive_time_ns", int), ("emitted_at_ns", int)],
 )
 #: msgspec writes NaN/inf as `null` and finite floats in their shortest exact form (round-trips).
 _ROW_ENCODER = msgspec.json.Encoder()
@@ -207,10 +210,11 @@ def feature_messages(batch: FeatureBatch, emitted_at_ns: int) -> list[bytes]:
     sequences = batch.sequence.tolist()
     partitions = batch.source_partition.tolist()
     offsets = batch.source_offset.tolist()
+    received = batch.receive_time_ns.tolist() if batch.receive_time_ns is not None else [0] * len(times)
     product, version, encode = batch.product_id, FEATURE_SET.version, _ROW_ENCODER.encode
     return [
         encode(_FeatureRow(product, times[i], sequences[i], *row, version, partitions[i], offsets[i],
-                           emitted_at_ns))
+                           received[i], emitted_at_ns))
         for i, row in enumerate(values)
     ]
 

@@ -76,11 +76,13 @@ def test_feature_messages_carry_exact_values_nulls_and_the_documented_fields():
     for i, raw in enumerate(messages):
         row = json.loads(raw)
         assert list(row) == ["product_id", "event_time_ns", "sequence", *FEATURE_NAMES,
-                             "feature_set_version", "source_partition", "source_offset", "emitted_at_ns"]
+                             "feature_set_version", "source_partition", "source_offset", "receive_time_ns",
+                             "emitted_at_ns"]
         assert (row["product_id"], row["event_time_ns"], row["sequence"]) == (
             "ETH-USD", int(batch.event_time_ns[i]), int(batch.sequence[i]))
         assert (row["feature_set_version"], row["source_partition"], row["source_offset"],
-                row["emitted_at_ns"]) == (FEATURE_SET.version, 2, 100 + i, 123)
+                row["receive_time_ns"], row["emitted_at_ns"]) == (
+            FEATURE_SET.version, 2, 100 + i, ticks[i].receive_time_ns, 123)
         for name in FEATURE_NAMES:
             expected = float(batch.features[name][i])
             if math.isnan(expected):
