@@ -12,27 +12,28 @@ import logging
 import os
 import sys
 
-#: name -> module under cryptovol.commands (kept in build order).
-COMMANDS: dict[str, str] = {
-    "broker": "broker",
-    "simulate": "simulate",
-    "ingest": "ingest",
-    "replay": "replay",
-    "featurize": "featurize",
-    "features": "features",
-    "compact": "compact",
-    "sql": "sql",
-    "train": "train",
-    "models": "models",
-    "score": "score",
-    "drift": "drift",
-    "demo": "demo",
+#: name -> (module under cryptovol.commands, one-line summary for `cryptovol --help`), in build order.
+#: The summaries live here, not in the modules, so listing them imports no command (`--help` stays fast).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "broker": ("broker", "Start, stop or inspect the embedded Kafka-protocol broker"),
+    "simulate": ("simulate", "Serve a simulated Coinbase ticker feed over WebSocket"),
+    "ingest": ("ingest", "Ingest live tickers into landing NDJSON and Kafka ticks.raw"),
+    "replay": ("replay", "Replay landing files or recordings into Kafka or landing"),
+    "featurize": ("featurize", "Stream ticks.raw into ticks.features and feature Parquet"),
+    "features": ("features", "Build feature Parquet from landing files, or list partitions"),
+    "compact": ("compact", "Merge small old Parquet parts of the lake"),
+    "sql": ("sql", "Run SQL on the lake with DuckDB"),
+    "train": ("train", "Train, evaluate, register and gate spike models"),
+    "models": ("models", "List model versions, promote a champion, or roll back"),
+    "score": ("score", "Score ticks.features with the champion into predictions"),
+    "drift": ("drift", "Report feature and prediction drift with Evidently"),
+    "demo": ("demo", "Run the whole platform locally until Ctrl-C"),
 }
 
 
 def _available() -> dict[str, str]:
     found = {}
-    for name, module in COMMANDS.items():
+    for name, (module, _summary) in COMMANDS.items():
         if importlib.util.find_spec(f"cryptovol.commands.{module}") is not None:
             found[name] = module
     return found
@@ -42,6 +43,8 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
     parser = argparse.ArgumentParser(
         prog="cryptovol",
         description="Crypto volatility-spike platform: ingest, features, models, serving.",
+        epilog="`cryptovol COMMAND --help` shows a command's options. Configuration: environment "
+        "variables (README, Configuration); a bad value stops every command with a message naming it.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -52,7 +55,7 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
             module = importlib.import_module(f"cryptovol.commands.{module_name}")
             module.configure(sub.add_parser(name, help=module.HELP, description=module.HELP))
         else:
-            sub.add_parser(name, help=f"see `cryptovol {name} --help`")
+            sub.add_parser(name, help=COMMANDS[name][1])
     return parser, chosen
 
 
@@ -70,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(logging.WARNING)
     if not chosen:
         parser.print_help()
+        return 2
+    from cryptovol.config import ConfigError, load_env
+
+    try:
+        load_env()  # every variable, validated once, before any command starts work
+    except ConfigError as exc:
+        print(f"cryptovol {chosen}: {exc}", file=sys.stderr)
         return 2
     module = importlib.import_module(f"cryptovol.commands.{_available()[chosen]}")
     return int(module.run(args) or 0)
