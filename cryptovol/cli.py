@@ -24,9 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compact": ("compact", "Merge small old Parquet parts of the lake"),
     "sql": ("sql", "Run SQL on the lake with DuckDB"),
     "train": ("train", "Train, evaluate, register and gate spike models"),
+    "backtest": ("backtest", "Backtest a risk overlay driven by the spike signal vs the baselines"),
     "models": ("models", "List model versions, promote a champion, or roll back"),
     "score": ("score", "Score ticks.features with the champion into predictions"),
     "drift": ("drift", "Report feature and prediction drift with Evidently"),
+    "dashboard": ("dashboard", "Serve the signal dashboard (probabilities, alerts, PR curve, backtest)"),
     "demo": ("demo", "Run the whole platform locally until Ctrl-C"),
 }
 
