@@ -10,6 +10,7 @@ ticker into a `Tick` stays in `cryptovol.ticks.tick_from_ticker`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -54,12 +55,30 @@ class Frame:
         return parse_timestamp_ns(self.timestamp)
 
 
+#: A `\\uD800`-`\\uDFFF` escape: the only way a lone surrogate (which no file or topic can hold)
+#: gets into a decoded frame. Only frames that contain one pay for the full check.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def parse_frame(text: str | bytes) -> Frame:
-    """Decode one WebSocket message; raises `TickError` (`bad_json`, `bad_envelope`)."""
+    """Decode one WebSocket message; raises `TickError` (`bad_json`, `bad_envelope`, `bad_unicode`).
+
+    Never raises anything else, whatever the input: nesting too deep for the decoder is `bad_json`,
+    a lone UTF-16 surrogate (valid JSON, but not encodable as UTF-8) is `bad_unicode`.
+    """
     try:
         message = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise TickError("bad_json", str(exc)) from exc
+        raise TickError("bad_json", str(exc)[:200]) from exc
+    except RecursionError as exc:
+        raise TickError("bad_json", "nested too deeply") from exc
+    if _SURROGATE_ESCAPE.search(text if isinstance(text, str) else text.decode("utf-8", "replace")):
+        try:
+            json.dumps(message, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise TickError("bad_unicode", "lone UTF-16 surrogate in a string") from exc
+        except RecursionError as exc:
+            raise TickError("bad_json", "nested too deeply") from exc
     if not isinstance(message, dict):
         raise TickError("bad_envelope", f"expected a JSON object, got {type(message).__name__}")
     if message.get("type") == "error":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,20 @@ TICK_COLUMNS = (
 
 
 _TICK_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+#: The one rule for a product id (`BTC-USD`, `ETH-USDC`, `BTC-PERP-INTX`): upper-case letters and
+#: digits in two or three dash-separated parts. Product ids become directory names (landing files,
+#: lake partitions) and SQL literals, so every such place checks this rule first.
+PRODUCT_ID_PATTERN = r"[A-Z0-9]{1,16}(?:-[A-Z0-9]{1,16}){1,2}"
+_PRODUCT_ID_RE = re.compile(PRODUCT_ID_PATTERN)
+#: The longest id the rule allows (3 x 16 + 2 dashes).
+PRODUCT_ID_MAX_LEN = 50
+
+#: Integer fields of a tick must fit the int64 columns they land in.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: No exchange tick is older than this (2010-01-01 UTC): earlier event times are garbage.
+MIN_EVENT_TIME_NS = 1_262_304_000 * 1_000_000_000
+NS_PER_S = 1_000_000_000
 
 
 class TickError(ValueError):
@@ -98,14 +113,50 @@ class Tick(msgspec.Struct, frozen=True, gc=False):
 TICK_DECODER = msgspec.json.Decoder(Tick)
 
 
+def valid_product_id(product: object) -> bool:
+    """True for a product id that may become a path or a SQL literal (see `PRODUCT_ID_PATTERN`)."""
+    return isinstance(product, str) and len(product) <= PRODUCT_ID_MAX_LEN and bool(
+        _PRODUCT_ID_RE.fullmatch(product)
+    )
+
+
+def check_product_id(product: object) -> str:
+    """`product` if valid, else `TickError("bad_product_id")` (the detail is bounded)."""
+    if not valid_product_id(product):
+        raise TickError("bad_product_id", repr(product)[:80])
+    return product  # type: ignore[return-value]
+
+
+def check_event_time(
+    event_time_ns: int, reference_ns: int, *, max_ahead_s: float, max_behind_s: float | None
+) -> None:
+    """Event time within [reference - max_behind, reference + max_ahead]; else `TickError`.
+
+    The reference is the receive time (ingest, and the tick's own `receive_time_ns` in consumers)
+    or a consumer's wall clock (ahead only: replayed history is legitimately old). One tick dated
+    2100 would otherwise move its product's watermark and make every later tick "late".
+    """
+    if event_time_ns < MIN_EVENT_TIME_NS or event_time_ns > INT64_MAX:
+        raise TickError("event_time_out_of_range", f"event_time_ns={event_time_ns}")
+    ahead = event_time_ns - reference_ns
+    if ahead > max_ahead_s * NS_PER_S:
+        raise TickError("event_time_out_of_range",
+                        f"event time {ahead / NS_PER_S:.0f}s ahead of the reference (max {max_ahead_s:g}s)")
+    if max_behind_s is not None and -ahead > max_behind_s * NS_PER_S:
+        raise TickError("event_time_out_of_range",
+                        f"event time {-ahead / NS_PER_S:.0f}s behind the reference (max {max_behind_s:g}s)")
+
+
 def parse_timestamp_ns(text: str, *, assume_tz: str = "UTC") -> int:
     """ISO-8601 (with `Z`, an offset, or none) -> UTC ns, keeping nanosecond precision.
 
     `assume_tz` is the zone of a timestamp written without an offset (some recordings).
     """
+    if not isinstance(text, str) or len(text) > 64:
+        raise TickError("bad_timestamp", repr(text)[:80])
     try:
         ts = pd.Timestamp(text)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise TickError("bad_timestamp", repr(text)) from exc
     if ts is pd.NaT:
         raise TickError("bad_timestamp", repr(text))
@@ -129,7 +180,7 @@ def _number(ticker: dict[str, Any], field: str, *, positive: bool, required: boo
         raise TickError("missing_field", field)
     try:
         value = float(raw)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: a JSON integer > 1e308
         raise TickError("non_numeric", f"{field}={raw!r}") from exc
     if not math.isfinite(value):
         raise TickError("non_numeric", f"{field}={raw!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.backtest import backtest
 from assets.checks import ALL_CHECKS
 from assets.features import features
 from assets.ingest import raw_ticks
@@ -21,7 +22,7 @@ from sensors.alerts import asset_check_failure_alerts, run_failure_alerts
 from sensors.drift import drift_retrain_sensor
 from sensors.landing import new_landing_files_sensor
 
-ALL_ASSETS = [raw_ticks, features, *TRAINING_ASSETS, drift_report]
+ALL_ASSETS = [raw_ticks, features, *TRAINING_ASSETS, drift_report, backtest]
 
 defs = dg.Definitions(
     assets=ALL_ASSETS,

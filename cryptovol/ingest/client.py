@@ -73,6 +73,7 @@ class Ingestor:
         self._publisher: Publisher | None = None
         self._processor: FrameProcessor | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._landing: LandingWriter | None = None
         #: why the run stopped by itself (None after a normal stop)
         self.failure: str | None = None
 
@@ -90,7 +91,8 @@ class Ingestor:
             topics=[TOPIC_RAW, TOPIC_DEADLETTER],
             partitions=settings.topic_partitions,
         )
-        landing = LandingWriter(settings.raw_dir)
+        landing = LandingWriter(settings.raw_dir, fsync_interval_s=settings.fsync_interval_s)
+        self._landing = landing
         deadletter = DeadLetterWriter(settings.deadletter_dir)
         recent = RecentKeys(config.dedup_capacity)
         seeded = seed_from_landing(recent, settings.raw_dir, config.products)
@@ -105,6 +107,9 @@ class Ingestor:
             dedup=recent,
             batch_size=config.batch_size,
             publish_many=publisher.publish_many,
+            products=config.products,
+            max_ahead_s=settings.tick_max_ahead_s,
+            max_behind_s=settings.tick_max_behind_s,
         )
         self._processor = processor
         try:
@@ -224,6 +229,12 @@ class Ingestor:
             if self._publisher is not None and not self._publisher.is_alive():
                 self._fail(f"kafka publisher stopped: {self._publisher.error!r}")
                 return
+            if self._landing is not None:
+                try:  # the fsync cadence also holds when no new frame arrives to trigger a flush
+                    self._landing.sync_if_due()
+                except OSError as exc:
+                    self._fail(f"cannot sync landing files: {exc!r}")
+                    return
             if time.monotonic() - last >= self.config.log_interval_s:
                 last = time.monotonic()
                 log.info("ingest progress: %s", self.stats.to_json())

@@ -16,6 +16,11 @@ Because the spool is sent in append order before any newer record, records of on
 reach the topic in the order they were published. On a broker loss the producer
 is force-closed, records it had not acknowledged go to the spool (in order), and the thread
 reconnects with backoff, recreating the topics first (the embedded broker restarts empty).
+
+Only an outage spools. A record the broker (or the client, before sending) refuses for what it is
+(too large, invalid: `RECORD_REJECTIONS`) would be refused forever, so it is written to the
+rejected-records file on disk with the reason (`rejected_dir/<UTC day>.ndjson`, bounded like a
+dead letter) and counts as done: it never blocks the records behind it, spooled or not.
 """
 
 from __future__ import annotations
@@ -27,13 +32,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+from kafka import errors as kafka_errors
 from kafka.errors import KafkaError
+from kafka.future import Future
 
+from cryptovol.deadletter import raw_fields
 from cryptovol.ingest.spool import Spool, SpoolRecord
 from cryptovol.ingest.stats import IngestStats
+from cryptovol.ingest.writers import DeadLetterWriter
 from cryptovol.kafka_io import broker_reachable, ensure_topics, make_producer, port_open
+from cryptovol.ticks import format_timestamp_ns
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +55,23 @@ PRODUCER_TIMEOUTS = {
     "delivery_timeout_ms": 8000,  # a batch not acknowledged by then fails
     "reconnect_backoff_max_ms": 1000,
 }
+
+
+#: Errors that are about the record itself: sending it again can never succeed.
+RECORD_REJECTIONS: tuple[type[KafkaError], ...] = (
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.InvalidRecordError,
+    kafka_errors.CorruptRecordError,
+    kafka_errors.InvalidTimestampError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.UnsupportedForMessageFormatError,
+)
+
+
+def is_record_rejection(exc: BaseException | None) -> bool:
+    """True when the broker or client refused a record for what it is (not for an outage)."""
+    return isinstance(exc, RECORD_REJECTIONS)
 
 
 class Backoff:
@@ -105,8 +133,12 @@ class Publisher(threading.Thread):
         topics: Iterable[str],
         partitions: int = 3,
         producer_overrides: dict[str, Any] | None = None,
+        rejected_dir: Path | None = None,
     ) -> None:
+        """`rejected_dir`: where records the broker refuses for what they are go (default: a
+        `rejected` folder beside the spool)."""
         super().__init__(name="kafka-publisher", daemon=True)
+        self.rejected = DeadLetterWriter(rejected_dir or Path(spool.dir).parent / "rejected")
         self.bootstrap = bootstrap_servers
         self.spool = spool
         self.stats = stats
@@ -157,6 +189,7 @@ class Publisher(threading.Thread):
                 self._finish_producer()
             self.stats.spool_pending = self.spool.pending
             self.spool.close()
+            self.rejected.close()
 
     def _loop(self) -> None:
         while True:
@@ -176,6 +209,7 @@ class Publisher(threading.Thread):
                 self._send_from_spool()
                 self._collect_acks()
                 self._probe_stalled()
+            self.spool.sync_cursor_if_due()
             if stopping and self._idle():
                 break
             if stopping and self._producer is None:
@@ -269,10 +303,27 @@ class Publisher(threading.Thread):
         try:
             future = self._producer.send(record.topic, key=record.key, value=record.value)
         except KafkaError as exc:
-            self.stats.publish_errors += 1
-            return exc
+            if not is_record_rejection(exc):
+                self.stats.publish_errors += 1
+                return exc
+            future = Future().failure(exc)  # settled in order with the others by `_collect_acks`
         self._inflight.append((record, future, offset, time.monotonic()))
         return None
+
+    def _reject(self, record: SpoolRecord, exc: BaseException) -> None:
+        """Keep a record the broker will never take on disk, with the reason; it counts as done."""
+        now = time.time_ns()
+        self.rejected.write({
+            "reason": "broker_rejected",
+            "detail": f"{type(exc).__name__}: {exc}"[:500],
+            "topic": record.topic,
+            "key": record.key,
+            **raw_fields(record.value),
+            "rejected_at": format_timestamp_ns(now),
+        }, now)
+        self.stats.rejected_by_broker += 1
+        log.warning("record for %s refused by the broker (%s); kept in %s",
+                    record.topic, type(exc).__name__, self.rejected.deadletter_dir)
 
     def _send_direct(self, batch: list[SpoolRecord]) -> None:
         for index, record in enumerate(batch):
@@ -293,9 +344,10 @@ class Publisher(threading.Thread):
             self._spool_sent = end
 
     def _collect_acks(self, final: bool = False) -> None:
-        """Pop completed sends in order; a failed one means the broker is lost.
+        """Pop completed sends in order; a failed one means the broker is lost, unless the record
+        itself was refused (`is_record_rejection`): that one is kept on disk and counts as done.
 
-        The spool cursor only advances over an unbroken run of acknowledged records from the front;
+        The spool cursor only advances over an unbroken run of settled records from the front;
         failed direct records go (back) to the spool in their original order.
         """
         acked_offset, acked_count = None, 0
@@ -307,6 +359,11 @@ class Publisher(threading.Thread):
             self._inflight.popleft()
             if future.is_done and future.succeeded():
                 self._count_published(record)
+                if offset is not None and failed is None:
+                    acked_offset, acked_count = offset, acked_count + 1
+                continue
+            if future.is_done and is_record_rejection(future.exception):
+                self._reject(record, future.exception)
                 if offset is not None and failed is None:
                     acked_offset, acked_count = offset, acked_count + 1
                 continue

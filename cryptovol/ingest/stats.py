@@ -23,7 +23,9 @@ class IngestStats:
     received: int = 0  # tickers, plus unreadable frames (each counts as one)
     landed: int = 0  # lines appended to data/raw/<product>/<day>.ndjson
     published: int = 0  # ticks acknowledged by the broker on ticks.raw
-    deadlettered: int = 0  # records written to the dead-letter file (and queued for the topic)
+    deadlettered: int = 0  # tickers (or unreadable frames) dead-lettered
+    deadletter_records: int = 0  # records written to the dead-letter file (one per frame at most)
+    rejected_by_broker: int = 0  # records the broker refused for what they are (kept on disk instead)
     deadletter_published: int = 0  # dead-letter records acknowledged on ticks.deadletter
     deadletter_reasons: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0  # tickers dropped because their content was seen recently

@@ -3,29 +3,28 @@
 Landing files are the system of record: `data/raw/<product>/<YYYY-MM-DD>.ndjson`, one line per
 ticker, UTC day of the *event* (so a day file holds exactly that day's market, and the file for a
 new day starts at midnight by itself). Lines are flushed as they are written (the caller flushes
-once per WebSocket frame), so a crash loses at most the line being written; a partial last line
-left by a crash is closed with a newline on the next open, so it stays one bad line that readers
-skip and count, and never swallows the next good one.
+once per WebSocket frame), so a process crash loses at most the line being written; they are
+fsynced at most `fsync_interval_s` later (`sync_if_due`, called on every flush and by the
+ingestor's 1 s timer), which bounds what a power loss can take (docs/RELIABILITY.md). A partial
+last line left by a crash is closed with a newline on the next open, so it stays one bad line that
+readers skip and count, and never swallows the next good one.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import os
+import time
 from collections import OrderedDict
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
+from cryptovol.config import FSYNC_INTERVAL_S
+from cryptovol.ticks import valid_product_id
+
 NS_PER_DAY = 86_400 * 1_000_000_000
-
-#: Product ids become directory names: anything else is rejected before it reaches the disk.
-PRODUCT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-
-
-def is_safe_product_id(product: str) -> bool:
-    return bool(PRODUCT_ID_RE.fullmatch(product))
 
 
 @lru_cache(maxsize=64)
@@ -66,14 +65,19 @@ class _HandleCache:
         self.max_open = max_open
         self._handles: OrderedDict[Path, IO[str]] = OrderedDict()
         self._dirty: set[Path] = set()
+        self._unsynced: set[Path] = set()
 
     def get(self, path: Path) -> IO[str]:
         handle = self._handles.get(path)
         if handle is None:
             while len(self._handles) >= self.max_open:
                 old_path, old = self._handles.popitem(last=False)
+                if old_path in self._unsynced or old_path in self._dirty:
+                    old.flush()
+                    os.fsync(old.fileno())
                 old.close()
                 self._dirty.discard(old_path)
+                self._unsynced.discard(old_path)
             handle = self._handles[path] = _open_append(path)
         else:
             self._handles.move_to_end(path)
@@ -85,9 +89,20 @@ class _HandleCache:
             handle = self._handles.get(path)
             if handle is not None:
                 handle.flush()
+        self._unsynced |= self._dirty
         self._dirty.clear()
 
+    def sync(self) -> None:
+        """fsync every file written since the last sync (after `flush`)."""
+        for path in self._unsynced:
+            handle = self._handles.get(path)
+            if handle is not None:
+                os.fsync(handle.fileno())
+        self._unsynced.clear()
+
     def close(self) -> None:
+        self.flush()
+        self.sync()
         for handle in self._handles.values():
             handle.close()
         self._handles.clear()
@@ -100,17 +115,22 @@ class _HandleCache:
 class LandingWriter:
     """Writes landing lines to `raw_dir/<product>/<UTC day of event>.ndjson`."""
 
-    def __init__(self, raw_dir: Path, *, max_open: int = 16) -> None:
+    def __init__(
+        self, raw_dir: Path, *, max_open: int = 16, fsync_interval_s: float = FSYNC_INTERVAL_S
+    ) -> None:
         self.raw_dir = Path(raw_dir)
         self._cache = _HandleCache(max_open)
         self._paths: dict[tuple[str, int], Path] = {}
         self.lines = 0
+        self.fsync_interval_s = fsync_interval_s
+        self._last_sync = time.monotonic()
+        self.syncs = 0
 
     def path_for(self, product: str, event_time_ns: int) -> Path:
         key = (product, int(event_time_ns) // NS_PER_DAY)
         path = self._paths.get(key)
         if path is None:
-            if not is_safe_product_id(product):
+            if not valid_product_id(product):
                 raise ValueError(f"unsafe product id for a path: {product!r}")
             if len(self._paths) > 1024:
                 self._paths.clear()
@@ -125,7 +145,19 @@ class LandingWriter:
         return path
 
     def flush(self) -> None:
+        """Hand written lines to the OS (a process crash no longer loses them), fsync if due."""
         self._cache.flush()
+        self.sync_if_due()
+
+    def sync_if_due(self) -> None:
+        """fsync what was flushed if the last fsync is `fsync_interval_s` old (a power loss then
+        loses at most that window); cheap when nothing was written."""
+        now = time.monotonic()
+        if now - self._last_sync >= self.fsync_interval_s:
+            self._cache.flush()
+            self._cache.sync()
+            self._last_sync = now
+            self.syncs += 1
 
     def close(self) -> None:
         self._cache.close()
@@ -151,7 +183,8 @@ class DeadLetterWriter:
     def write(self, record: dict[str, Any], receive_time_ns: int) -> Path:
         path = self.deadletter_dir / f"{utc_day(receive_time_ns)}.ndjson"
         handle = self._cache.get(path)
-        handle.write(dumps_line(record))
+        # ASCII JSON: a dead letter's detail may quote anything the input held (lone surrogates too).
+        handle.write(json.dumps(record, separators=(",", ":")) + "\n")
         handle.flush()
         self.lines += 1
         return path

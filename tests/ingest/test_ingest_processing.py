@@ -16,6 +16,11 @@ from cryptovol.ticks import Tick, TickError, parse_timestamp_ns, tick_from_landi
 T0 = "2026-04-05T22:35:14.009945409Z"
 
 
+def rx(n: int) -> int:
+    """A receive time `n` ns after T0 (event times must lie near their receive time)."""
+    return parse_timestamp_ns(T0) + n
+
+
 def ticker(product: str = "BTC-USD", **overrides: str) -> dict:
     base = {
         "type": "ticker",
@@ -177,7 +182,7 @@ def test_malformed_frames_are_dead_lettered_with_reason_and_never_raise(rig, tex
 
 def test_one_bad_ticker_in_a_frame_does_not_lose_the_good_ones(rig):
     proc, stats, sink, root = rig
-    proc.process(frame(ticker("BTC-USD"), ticker("ETH-USD", price="x"), ticker("SOL-USD")), 1)
+    proc.process(frame(ticker("BTC-USD"), ticker("ETH-USD", price="x"), ticker("SOL-USD")), rx(1))
     assert [json.loads(v)["product_id"] for _, v in sink.topic(TOPIC_RAW)] == ["BTC-USD", "SOL-USD"]
     assert stats.deadletter_reasons == {"non_numeric": 1}
     assert deadletter_lines(root)[0]["product_id"] == "ETH-USD"
@@ -185,13 +190,14 @@ def test_one_bad_ticker_in_a_frame_does_not_lose_the_good_ones(rig):
 
 def test_duplicates_after_a_reconnect_are_dropped_by_content_not_sequence(rig):
     proc, stats, sink, root = rig
-    proc.process(frame(ticker(), seq=10), 1)
-    proc.process(frame(ticker(price="67470.5"), seq=11, ts="2026-04-05T22:35:15Z"), 2)
+    proc.process(frame(ticker(), seq=10), rx(1))
+    proc.process(frame(ticker(price="67470.5"), seq=11, ts="2026-04-05T22:35:15Z"), rx(2))
     proc.new_connection()
     # new connection: sequence restarts, the snapshot repeats the last update verbatim
-    proc.process(frame(ticker(price="67470.5"), seq=0, ts="2026-04-05T22:35:15Z", event_type="snapshot"), 3)
+    snapshot = frame(ticker(price="67470.5"), seq=0, ts="2026-04-05T22:35:15Z", event_type="snapshot")
+    proc.process(snapshot, rx(3))
     # same sequence number as before but new content: kept
-    proc.process(frame(ticker(price="67471"), seq=10, ts="2026-04-05T22:35:16Z"), 4)
+    proc.process(frame(ticker(price="67471"), seq=10, ts="2026-04-05T22:35:16Z"), rx(4))
     assert stats.duplicates == 1
     assert [json.loads(v)["price"] for _, v in sink.topic(TOPIC_RAW)] == [67468.26, 67470.5, 67471.0]
     assert len(landing_lines(root)) == 3
@@ -206,7 +212,7 @@ def test_dedup_memory_is_seeded_from_landing_files_after_a_restart(tmp_path: Pat
         stats = IngestStats()
         landing = LandingWriter(tmp_path / "raw")
         FrameProcessor(landing=landing, deadletter=DeadLetterWriter(tmp_path / "dl"), publish=Sink(),
-                       stats=stats, source="t", dedup=keys).process(text, 1)
+                       stats=stats, source="t", dedup=keys).process(text, rx(1))
         landing.close()
         return stats
 
@@ -232,27 +238,28 @@ def test_recent_keys_is_bounded_per_product():
 def test_sequence_gaps_are_counted_per_connection(rig):
     proc, stats, _, _ = rig
     for seq in (0, 1, 2, 5, 6, 9):
-        proc.process(heartbeat(seq), 1)
+        proc.process(heartbeat(seq), rx(1))
     assert (stats.gaps, stats.missing_messages) == (2, 4)
     proc.new_connection()
     proc.process(heartbeat(0), 1)  # restart at 0 on a new connection is not a gap
-    proc.process(heartbeat(1), 1)
+    proc.process(heartbeat(1), rx(1))
     assert (stats.gaps, stats.missing_messages, stats.heartbeats) == (2, 4, 8)
 
 
 def test_error_and_unknown_frames_are_counted_not_dead_lettered(rig):
     proc, stats, sink, root = rig
-    proc.process('{"type":"error","message":"failure to subscribe"}', 1)
-    proc.process('{"channel":"level2","timestamp":"2026-01-01T00:00:00Z","sequence_num":0,"events":[]}', 1)
+    proc.process('{"type":"error","message":"failure to subscribe"}', rx(1))
+    level2 = '{"channel":"level2","timestamp":"2026-01-01T00:00:00Z","sequence_num":0,"events":[]}'
+    proc.process(level2, rx(1))
     assert stats.server_errors == 1 and stats.deadlettered == 0 and sink.records == []
 
 
 def test_landing_files_rotate_at_utc_midnight_by_event_time(rig):
     proc, _, _, root = rig
-    proc.process(frame(ticker(), ts="2026-04-05T23:59:59.999999999Z"), 1)
-    proc.process(frame(ticker(price="67470"), ts="2026-04-06T00:00:00Z"), 2)
-    # an offset timestamp is placed by its UTC day
-    proc.process(frame(ticker(price="67471"), ts="2026-04-06T01:30:00+02:00"), 3)
+    for ts, price in (("2026-04-05T23:59:59.999999999Z", "67469"), ("2026-04-06T00:00:00Z", "67470"),
+                      # an offset timestamp is placed by its UTC day
+                      ("2026-04-06T01:30:00+02:00", "67471")):
+        proc.process(frame(ticker(price=price), ts=ts), parse_timestamp_ns(ts) + 1000)
     files = sorted(p.relative_to(root / "raw").as_posix() for p in (root / "raw").rglob("*.ndjson"))
     assert files == ["BTC-USD/2026-04-05.ndjson", "BTC-USD/2026-04-06.ndjson"]
     days = {p.name: len(p.read_text().splitlines()) for p in (root / "raw" / "BTC-USD").iterdir()}
@@ -272,8 +279,8 @@ def test_landing_lines_are_on_disk_before_publish(tmp_path: Path):
         landing=landing, deadletter=DeadLetterWriter(tmp_path / "dl"), publish=publish,
         stats=IngestStats(), source="t",
     )
-    proc.process(frame(ticker()), 1)
-    proc.process(frame(ticker(price="67470")), 2)
+    proc.process(frame(ticker()), rx(1))
+    proc.process(frame(ticker(price="67470")), rx(2))
     assert seen_on_disk == [1, 2]
     landing.close()
 
@@ -292,7 +299,7 @@ def test_batched_mode_flushes_landing_before_handing_the_batch_to_kafka(tmp_path
         source="t", batch_size=3, publish_many=publish_many,
     )
     for i in range(4):
-        proc.process(frame(ticker(price=f"6747{i}"), seq=i), i)
+        proc.process(frame(ticker(price=f"6747{i}"), seq=i), rx(i))
     assert [len(b) for b in batches] == [3] and proc.pending == 1
     proc.flush()  # the timer / stop path
     assert [len(b) for b in batches] == [3, 1] and proc.pending == 0
@@ -309,7 +316,7 @@ def test_partial_line_from_a_crash_stays_one_bad_line(tmp_path: Path):
         landing=LandingWriter(tmp_path / "raw"), deadletter=DeadLetterWriter(tmp_path / "dl"),
         publish=Sink(), stats=IngestStats(), source="t",
     )
-    proc.process(frame(ticker()), 1)
+    proc.process(frame(ticker()), rx(1))
     proc.landing.close()
     from cryptovol.recorded import ReadReport
 
