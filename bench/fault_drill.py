@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
     from cryptovol.config import Settings
-    from cryptovol.demo.launcher import Demo, DemoOptions
     from cryptovol.procs import wait_until
+    from orchestration.demo.launcher import Demo, DemoOptions
 
     settings = Settings.from_env()
     record = data_dir.parent / "simulator-record.ndjson"

@@ -657,13 +657,15 @@ def build_drift_report(
     champion: ChampionInfo | None = None,
     current_end_ns: int | None = None,
     save: bool = True,
+    extra: dict[str, Any] | None = None,
 ) -> DriftResult:
     """The drift report the CLI, the demo and the Dagster asset produce, saved under reports/drift.
 
     Reference: `reference` if given, else the champion's training window (`DriftError` when there
     is neither). Current: the last `config.current_minutes` of feature event time in the lake (or
     ending at `current_end_ns`, for a look back). A reference that reaches into the current window
-    is cut at the current window's start.
+    is cut at the current window's start. `extra` goes into the summary as is (e.g. the id of the
+    Dagster run that wrote it, so the drift sensor does not record that report a second time).
     """
     config = config or DriftConfig()
     latest = latest_feature_time_ns(settings, products)
@@ -719,6 +721,7 @@ def build_drift_report(
             "reference_source": source,
             "champion": champion.as_dict() if champion else None,
             "current_minutes": config.current_minutes,
+            **(extra or {}),
         },
     )
     if save:

@@ -1,5 +1,10 @@
-"""Drift -> retrain: feeds each new drift report to `cryptovol.retrain_policy` and launches the
-`retrain` job when the policy says so (once per drift event, persistence + cooldown).
+"""Drift reports -> the lineage graph and retraining.
+
+- `drift_report_sensor` records every report the drift monitor writes (`cryptovol drift`, the
+  demo) as a runless `drift_report` materialization with its drift share as metadata, so the graph
+  shows each report, not only those the asset computed itself.
+- `drift_retrain_sensor` feeds each new report to `cryptovol.retrain_policy` and launches the
+  `retrain` job when the policy says so (once per drift event, persistence + cooldown).
 
 Reports are the JSON summaries under `<data>/reports/drift/` (written by the `drift_report` asset
 and by `cryptovol drift`); a report's id is its file stem (a sortable UTC timestamp). The policy
@@ -14,10 +19,11 @@ from typing import Any
 
 import dagster as dg
 
+from assets.monitoring import report_metadata
 from cryptovol.alerts import DRIFT_DETECTED
 from cryptovol.retrain_policy import Decision, DriftObservation, PolicyState, RetrainPolicy, decide
 from orchestration.automation import env_int, sensor_status
-from orchestration.jobs import CHAMPION_MODEL, retrain_job
+from orchestration.jobs import CHAMPION_MODEL, DRIFT_REPORT, retrain_job
 from orchestration.resources import AlertsResource, LakeResource
 
 #: At most this many unseen reports are evaluated per tick (the newest ones).
@@ -117,3 +123,48 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
         reason = outcomes[-1][2].reason if outcomes else "no new drift report"
         return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=state.to_json())
     return dg.SensorResult(run_requests=requests, cursor=state.to_json())
+
+
+def report_materializations(
+    directory: Path, last_report_id: str | None
+) -> tuple[str | None, list[dg.AssetMaterialization]]:
+    """One `drift_report` materialization per unseen report; -> (new cursor, events).
+
+    A report written by a Dagster run of the asset (its summary names the run) is already a
+    materialization and is skipped; a half-written or foreign file is skipped too.
+    """
+    events = []
+    cursor = last_report_id
+    for path in unseen_reports(directory, last_report_id):
+        cursor = path.stem
+        try:
+            summary = json.loads(path.read_text())
+            if summary.get("dagster_run_id"):
+                continue
+            metadata = report_metadata(summary)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        flag = "dataset drift" if summary.get("dataset_drift") else "no dataset drift"
+        events.append(
+            dg.AssetMaterialization(
+                asset_key=DRIFT_REPORT,
+                description=f"drift monitor report {path.stem}: share {float(summary['drift_share']):.2f}, "
+                f"{flag}",
+                metadata={**metadata, "report_id": path.stem, "recorded_by": "drift_report_sensor"},
+            )
+        )
+    return cursor, events
+
+
+@dg.sensor(
+    minimum_interval_seconds=env_int("CRYPTOVOL_DRIFT_SENSOR_INTERVAL_S", 60),
+    default_status=sensor_status(),
+    description="Records every drift report the drift monitor writes (<data>/reports/drift/*.json) as a "
+    "drift_report materialization with its drift share.",
+)
+def drift_report_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    directory = drift_reports_dir(lake.settings().reports_dir)
+    cursor, events = report_materializations(directory, context.cursor or None)
+    if not events:
+        return dg.SensorResult(skip_reason=dg.SkipReason("no new drift monitor report"), cursor=cursor)
+    return dg.SensorResult(asset_events=events, cursor=cursor)

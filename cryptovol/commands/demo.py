@@ -1,13 +1,26 @@
-"""`cryptovol demo [--duration S]`: the closed loop on one machine (see cryptovol.demo.launcher)."""
+"""`cryptovol demo [--duration S]`: the closed loop on one machine.
+
+The launcher lives next to the Dagster code (`orchestration/demo/`, it drives `dagster dev` and
+its GraphQL API); the core never imports it. This command parses the options (so `--help` and
+bad values behave like every other command) and then replaces itself with
+`python -m orchestration.demo ...` (exec: same pid, so Ctrl-C and SIGTERM reach the launcher).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from pathlib import Path
 
 HELP = (
     "run the whole platform locally: broker, simulator (with a volatility regime change), ingest, "
     "featurize, Dagster, MLflow UI, BentoML service, scorer, drift monitor; Ctrl-C stops everything"
 )
+
+#: The repository root holding `orchestration/` beside `cryptovol/`.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LAUNCHER_MODULE = "orchestration.demo"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -16,17 +29,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--products", help="comma-separated products (default: CRYPTOVOL_PRODUCTS)")
     parser.add_argument("--rate", type=float, default=4.0, help="simulated ticker messages/s per product")
-    parser.add_argument("--seed", type=int, default=7, help="simulator seed")
+    parser.add_argument("--seed", type=int, default=7, help="market seed (history and live simulator)")
     parser.add_argument(
-        "--regime-change-at", type=float, default=240.0, metavar="S",
-        help="volatility regime change S seconds after the simulator starts (default 240; <0: none)",
+        "--regime-change-at", type=float, default=360.0, metavar="S",
+        help="volatility regime change S seconds after the simulator starts (default 360; <0: none)",
     )
     parser.add_argument(
         "--regime-vol-mult", type=float, default=4.0, help="volatility multiplier of the new regime"
     )
     parser.add_argument(
         "--history-minutes", type=float, default=60.0,
-        help="calm synthetic history written on a fresh data dir to train the first champion",
+        help="minutes of the same market written as history on a fresh data dir (first champion)",
     )
     parser.add_argument("--drift-every", type=float, default=60.0, metavar="S", help="drift report interval")
     parser.add_argument(
@@ -39,25 +52,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-service", action="store_true", help="do not start the BentoML service")
 
 
-def run(args: argparse.Namespace) -> int:
-    from cryptovol.config import Settings, parse_products
-    from cryptovol.demo.launcher import DemoOptions, run_demo
+def to_argv(args: argparse.Namespace) -> list[str]:
+    """The parsed options back as command-line arguments (only those that differ from defaults)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    configure(parser)
+    argv: list[str] = []
+    for action in parser._actions:
+        value = getattr(args, action.dest, action.default)
+        if not action.option_strings or value == action.default:
+            continue
+        flag = action.option_strings[0]
+        argv += [flag] if isinstance(action, argparse._StoreTrueAction) else [flag, str(value)]
+    return argv
 
-    settings = Settings.from_env()
-    options = DemoOptions(
-        duration_s=args.duration,
-        products=parse_products(args.products) if args.products else settings.products,
-        rate_hz=args.rate,
-        seed=args.seed,
-        regime_change_at_s=args.regime_change_at if args.regime_change_at >= 0 else None,
-        regime_vol_mult=args.regime_vol_mult,
-        history_minutes=args.history_minutes,
-        drift_every_s=args.drift_every,
-        current_minutes=args.current_minutes,
-        status_every_s=args.status_every,
-        free_ports=args.free_ports,
-        with_dagster=not args.no_dagster,
-        with_mlflow_ui=not args.no_mlflow_ui,
-        with_service=not args.no_service,
-    )
-    return run_demo(settings, options)
+
+def launcher_command(args: argparse.Namespace) -> list[str]:
+    return [sys.executable, "-m", LAUNCHER_MODULE, *to_argv(args)]
+
+
+def run(args: argparse.Namespace) -> int:
+    if not (REPO_ROOT / "orchestration" / "demo" / "__main__.py").is_file():
+        print(f"error: the demo launcher ({LAUNCHER_MODULE}) is not beside this package at {REPO_ROOT}; "
+              "run `cryptovol demo` from a clone of the repository")
+        return 2
+    path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), path) if p)
+    cmd = launcher_command(args)
+    sys.stdout.flush()
+    os.execv(cmd[0], cmd)
+    return 0  # not reached

@@ -66,6 +66,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="fraction of ticker updates sent after skipping 1-3 sequence numbers",
     )
     parser.add_argument(
+        "--resume-after", type=float, default=0.0, metavar="S",
+        help="start the market S simulated seconds in, continuing a history written offline with the "
+        "same seed and rate (cryptovol.simulator.synthetic); --regime-change-at still counts from the "
+        "first subscription (default 0)",
+    )
+    parser.add_argument(
         "--start-time", default=None,
         help="ISO-8601 instant: event timestamps follow a simulated clock from here (default: wall clock)",
     )
@@ -112,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
             malformed_rate=args.malformed_rate,
             skip_seq_rate=args.skip_seq_rate,
             start_time_ns=start_ns,
+            resume_after_s=args.resume_after,
         )
     except (ValueError, TickError) as exc:
         print(f"error: {exc}")

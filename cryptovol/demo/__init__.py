@@ -1,2 +1,3 @@
-"""`cryptovol demo`: start, watch and stop the whole platform on one machine (`launcher.py`),
-bootstrap the first champion (`bootstrap.py`), and print a live status line (`status.py`)."""
+"""Core pieces of `cryptovol demo`: the history the live simulator continues (`history.py`) and the
+live status line (`status.py`). The launcher that starts Dagster and the other processes lives
+next to the Dagster code (`orchestration/demo/`); `cryptovol demo` runs it as a process."""

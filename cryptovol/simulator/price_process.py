@@ -339,6 +339,11 @@ class MarketSimulator:
 
     `next_event()` returns the next ticker update across products; `state(product)` the last
     quoted state (what a snapshot shows). Deterministic for `(products, seed, rate_hz, regime_*)`.
+
+    `start_at_s` resumes the market that far in: the updates before it are simulated and dropped
+    (not sent), so a history written by `cryptovol.simulator.synthetic` for the first `start_at_s`
+    seconds with the same seed and parameters is continued tick for tick, price included.
+    Times (`t_s`, `regime_change_at_s`) stay on the market clock that starts at 0.
     """
 
     def __init__(
@@ -351,9 +356,12 @@ class MarketSimulator:
         regime_vol_mult: float = 4.0,
         start_prices: dict[str, float] | None = None,
         params: Sequence[ProductParams] | None = None,
+        start_at_s: float = 0.0,
     ) -> None:
         if rate_hz <= 0:
             raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+        if start_at_s < 0:
+            raise ValueError(f"start_at_s must be >= 0, got {start_at_s}")
         if params is None:
             start_prices = start_prices or {}
             params = [ProductParams.for_product(p, start_prices.get(p)) for p in products]
@@ -376,6 +384,9 @@ class MarketSimulator:
         self._heap: list[tuple[float, int, str]] = []
         for order, product in enumerate(self.products):
             self._push(product, order)
+        self.start_at_s = float(start_at_s)
+        while self._heap and self._heap[0][0] < self.start_at_s:
+            self.next_event()
 
     def _push(self, product: str, order: int) -> None:
         cur = self._cursors[product]

@@ -79,6 +79,8 @@ class SimulatorConfig:
     skip_seq_rate: float = 0.0
     start_time_ns: int | None = None
     heartbeat_interval_s: float = 1.0
+    #: Resume the market this many simulated seconds in (a history of them was written offline).
+    resume_after_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("malformed_rate", "skip_seq_rate"):
@@ -93,6 +95,8 @@ class SimulatorConfig:
             raise ValueError(f"max_updates must be >= 0, got {self.max_updates}")
         if not self.products:
             raise ValueError("no products configured")
+        if self.resume_after_s < 0:
+            raise ValueError(f"resume_after_s must be >= 0, got {self.resume_after_s}")
 
 
 @dataclass
@@ -122,12 +126,15 @@ class SimulatorServer:
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
+        # The regime change counts from the first subscription, also for a resumed market.
+        regime_at = config.regime_change_at_s
         self.market = MarketSimulator(
             config.products,
             seed=config.seed,
             rate_hz=config.rate_hz or MAX_MODE_SIM_RATE_HZ,
-            regime_change_at_s=config.regime_change_at_s,
+            regime_change_at_s=None if regime_at is None else config.resume_after_s + regime_at,
             regime_vol_mult=config.regime_vol_mult,
+            start_at_s=config.resume_after_s,
         )
         self.clients: dict[int, _Client] = {}
         self.updates_sent = 0
@@ -421,14 +428,15 @@ class SimulatorServer:
         assert self._t0 is not None
         while not self._limit_reached():
             event = self.market.next_event()
+            live_t = event.t_s - cfg.resume_after_s  # seconds since the first subscription
             if cfg.rate_hz is not None:
-                delay = self._t0 + event.t_s - loop.time()
+                delay = self._t0 + live_t - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
             else:
                 await self._has_subscribers.wait()
                 await asyncio.sleep(0)
-            self._sim_now_s = max(self._sim_now_s, event.t_s)
+            self._sim_now_s = max(self._sim_now_s, live_t)
             targets = self._targets(event.product_id)
             if not targets:
                 continue

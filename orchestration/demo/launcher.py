@@ -1,14 +1,15 @@
 """`cryptovol demo`: the whole closed loop on one machine, started and stopped by one command.
 
 Order of start-up (each step waits for readiness, never sleeps):
-  embedded broker -> MLflow UI (answers later) -> calm synthetic history (fresh data dir only)
-  -> simulator (with a volatility regime change) -> ingestor -> streaming featurizer
-  -> bootstrap (batch features -> first champion, while the stream flows)
-  -> Dagster webserver + daemon (sensors: new files, drift -> retrain) -> BentoML service -> scorer
-  -> drift monitor.
+  embedded broker -> MLflow UI (answers later) -> history: the market's first hour (fresh data
+  dir only) -> simulator continuing that market (regime change later) -> ingestor -> streaming
+  featurizer -> Dagster webserver + daemon -> first champion by the lineage graph (features for
+  every landing partition, then the `retrain` job, launched through Dagster's GraphQL API)
+  -> BentoML service -> scorer -> drift monitor.
 While running it prints a status line, writes a drift report every `drift_every_s` (the Dagster
-drift sensor reads it and requests a retrain) and restarts a process that died. Ctrl-C (or the end
-of `--duration`) stops every process it started, in reverse order, and leaves the data on disk.
+drift sensors record it as a `drift_report` materialization and request a retrain when drift
+persists) and restarts a process that died. Ctrl-C (or the end of `--duration`) stops every
+process it started, in reverse order, and leaves the data on disk.
 
 A piece whose code is not there yet (another engineer's command, the Dagster code location, the
 service) is reported as skipped with the reason instead of crashing the demo.
@@ -20,6 +21,7 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -58,7 +60,7 @@ class DemoOptions:
     products: tuple[str, ...] = ("BTC-USD", "ETH-USD")
     rate_hz: float = 4.0
     seed: int = 7
-    regime_change_at_s: float | None = 240.0
+    regime_change_at_s: float | None = 360.0
     regime_vol_mult: float = 4.0
     history_minutes: float = 60.0
     drift_every_s: float = 60.0
@@ -125,18 +127,6 @@ class DemoState:
     ports: dict[str, int] = field(default_factory=dict)
 
 
-def ensure_repo_importable() -> None:
-    """Make the top-level packages beside `cryptovol/` (orchestration, assets, sensors, bento)
-    importable, also from an editable install made before they existed."""
-    if str(REPO_ROOT) not in sys.path and (REPO_ROOT / "orchestration").is_dir():
-        try:
-            missing = importlib.util.find_spec("orchestration") is None
-        except (ImportError, ValueError):
-            missing = True
-        if missing:
-            sys.path.insert(0, str(REPO_ROOT))
-
-
 def command_options(name: str) -> set[str] | None:
     """Option strings a `cryptovol <name>` sub-command accepts; None when it does not exist yet."""
     module_name = f"cryptovol.commands.{name}"
@@ -186,6 +176,7 @@ class Demo:
         self.env: dict[str, str] = {}
         self._stop = threading.Event()
         self._last_tree_scan = 0.0
+        self.resume_after_s: float | None = None
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -261,16 +252,14 @@ class Demo:
         }
         os.environ.update({k: v for k, v in self.env.items() if k != "DAGSTER_HOME"})
         wait_mlflow = self.start_mlflow() if o.with_mlflow_ui else None
-        from cryptovol.demo import bootstrap
-
-        needs_champion = bootstrap.prepare_history(self)
+        needs_champion = self.prepare_history()
         self.start_stream()
-        if needs_champion:
-            bootstrap.train_first_champion(self)
-        if wait_mlflow is not None:
-            wait_mlflow()
         if o.with_dagster:
             self.start_dagster()
+        if needs_champion:
+            self.first_champion()
+        if wait_mlflow is not None:
+            wait_mlflow()
         if o.with_service:
             self.start_service()
         self.start_scorer()
@@ -334,6 +323,74 @@ class Demo:
 
         return wait
 
+    def history_seconds(self) -> float:
+        return self.options.history_minutes * 60.0
+
+    def prepare_history(self) -> bool:
+        """Before the live stream starts: is a first champion needed? On a fresh data dir, write the
+        market's first `history_minutes` as landing files ending now; the simulator then resumes
+        that market (`--resume-after`), so history and live stream are one market path."""
+        from cryptovol.demo.history import has_landing_files, write_history
+        from orchestration.demo.first_champion import champion_version
+
+        o = self.options
+        existing = champion_version(self.settings)
+        if existing is not None:
+            self.out(f"  = first champion: v{existing} already in the registry")
+            return False
+        if has_landing_files(self.settings):
+            self.resume_after_s = None  # an old data dir: its history is not this market's start
+            return True
+        started = time.monotonic()
+        write_history(
+            self.settings, o.products, seconds=self.history_seconds(), seed=o.seed, rate_hz=o.rate_hz,
+            regime_change_at_s=o.regime_change_at_s, regime_vol_mult=o.regime_vol_mult,
+        )
+        self.resume_after_s = self.history_seconds()
+        self.out(f"  + history: the market's first {o.history_minutes:g} min (seed {o.seed}) written as "
+                 f"landing files in {time.monotonic() - started:.1f}s; the simulator continues it")
+        return True
+
+    def first_champion(self) -> None:
+        """The lineage graph makes the first champion: through `dagster dev`'s GraphQL API when it
+        runs, else the same jobs in process in a child (see orchestration.demo.first_champion)."""
+        from orchestration.demo import first_champion
+
+        started = time.monotonic()
+        self.out("  * first champion: Dagster materializes features -> labels -> training_dataset -> "
+                 "models -> model_evaluation -> champion_model ...")
+        url = self.state.urls.get("Dagster UI")
+        try:
+            if url:
+                runs = first_champion.via_graphql(url, self.settings, out=self.out)
+            else:
+                runs = self.first_champion_in_process()
+        except Exception as exc:  # noqa: BLE001 (reported; the service is then skipped with the reason)
+            self.skip("first champion", f"{exc}")
+            return
+        retrain = [r for r in runs if r.job == first_champion.RETRAIN_JOB]
+        version = first_champion.champion_version(self.settings)
+        self.out(f"  + first champion: v{version} after {len(runs)} Dagster run(s) in "
+                 f"{time.monotonic() - started:.0f}s; materialized by the retrain run: "
+                 f"{', '.join(retrain[0].materialized) if retrain else '-'}")
+
+    def first_champion_in_process(self) -> list:
+        from orchestration.demo.first_champion import RunOutcome
+
+        out = self.logs_dir / "first_champion.json"
+        out.unlink(missing_ok=True)
+        process = ManagedProcess(
+            "first-champion", [sys.executable, "-m", "orchestration.demo.first_champion", "--out", str(out)],
+            log_path=self.logs_dir / "first_champion.log",
+            env={**self.env, "DAGSTER_HOME": str(self.prepared_dagster_home())}, cwd=REPO_ROOT,
+        )
+        process.start()
+        code = process.wait(timeout_s=1200)
+        report = json.loads(out.read_text()) if out.exists() else {}
+        if code != 0 or "runs" not in report:
+            raise RuntimeError(f"{report.get('error', f'exit code {code}')}; see {process.log_path}")
+        return [RunOutcome(**r) for r in report["runs"]]
+
     def start_stream(self) -> None:
         o = self.options
         opts = command_options("simulate")
@@ -348,6 +405,8 @@ class Demo:
                 cmd += ["--regime-change-at", f"{o.regime_change_at_s:g}"]
                 if "--regime-vol-mult" in opts:
                     cmd += ["--regime-vol-mult", f"{o.regime_vol_mult:g}"]
+            if self.resume_after_s:
+                cmd += ["--resume-after", f"{self.resume_after_s:g}"]
             cmd += list(o.simulator_args)
             self.start_piece("simulator", cmd, ready=lambda: port_open("127.0.0.1", port))
             self.state.urls["Simulator (WebSocket)"] = f"ws://127.0.0.1:{port}"
@@ -392,19 +451,15 @@ class Demo:
             return Path(explicit)
         return self.settings.data_dir / "dagster"
 
-    def start_dagster(self) -> None:
-        workspace = REPO_ROOT / "workspace.yaml"
-        ensure_repo_importable()
-        try:
-            found = importlib.util.find_spec("orchestration.dev") is not None
-        except ImportError:
-            found = False
-        if not workspace.is_file() or not found:
-            self.skip("dagster", "workspace.yaml / orchestration.dev not there yet")
-            return
+    def prepared_dagster_home(self) -> Path:
         from orchestration import dev
 
-        home = dev.prepare_dagster_home(self.settings, home=self.dagster_home())
+        return dev.prepare_dagster_home(self.settings, home=self.dagster_home())
+
+    def start_dagster(self) -> None:
+        from orchestration import dev
+
+        home = self.prepared_dagster_home()
         port = self.port("dagster")
         url = f"http://127.0.0.1:{port}"
         self.start_piece(
@@ -416,17 +471,23 @@ class Demo:
         self.state.urls["Dagster UI"] = url
 
     def dagster_settings(self) -> dict[str, str]:
-        """Sensor/policy timings that fit a demo of minutes, unless the user set them."""
+        """Sensor/policy timings that fit a demo of minutes, unless the user set them.
+
+        The cooldown is two report intervals: the demo compresses hours into minutes, and the
+        first champion's run (minutes before the regime change) counts as a retrain for the
+        cooldown; a longer one would defer the real regime change's retrain past the demo. The
+        policy still retrains at most once per drift event.
+        """
         o = self.options
         wanted = {
             "CRYPTOVOL_DRIFT_SENSOR_INTERVAL_S": "30",
             "CRYPTOVOL_DRIFT_PERSISTENCE": "2",
-            "CRYPTOVOL_RETRAIN_COOLDOWN_S": f"{max(600.0, 3 * o.drift_every_s):g}",
+            "CRYPTOVOL_RETRAIN_COOLDOWN_S": f"{2 * o.drift_every_s:g}",
         }
         return {k: os.environ.get(k, v) for k, v in wanted.items()}
 
     def has_champion(self) -> bool:
-        from cryptovol.demo.bootstrap import champion_version
+        from orchestration.demo.first_champion import champion_version
 
         return champion_version(self.settings) is not None
 
@@ -436,7 +497,7 @@ class Demo:
             self.skip("service", "bento/service.py (BentoML service) not there yet")
             return
         if not self.has_champion():
-            self.skip("service", "no champion model in the registry (bootstrap did not produce one)")
+            self.skip("service", "no champion model in the registry (the first champion failed)")
             return
         port = self.port("service")
         url = f"http://127.0.0.1:{port}"

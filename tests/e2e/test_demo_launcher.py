@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import psutil
 
-from cryptovol.demo.launcher import Piece, command_options
 from cryptovol.demo.status import LineCounter, ParquetRowCounter, Rate
 from cryptovol.procs import ManagedProcess, wait_until
+from orchestration.demo.launcher import Piece, command_options
 
 
 def test_line_counter_counts_only_complete_lines_incrementally(tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_demo_serves_the_real_bentoml_service_class():
     """The demo must start the service `bentoml serve` would (a stale target silently skipped it)."""
     import importlib
 
-    from cryptovol.demo.launcher import bento_service_target
+    from orchestration.demo.launcher import bento_service_target
 
     target = bento_service_target()
     assert target is not None

@@ -195,3 +195,48 @@ def test_drift_alert_survives_a_failing_webhook(
     assert len(hook.bodies) == 3  # first attempt + 2 retries
     kinds = [a["kind"] for a in read_alerts(data_dir / "alerts" / "alerts.jsonl")]
     assert kinds == [DRIFT_DETECTED, "alert_delivery_failed"]
+
+
+def monitor_report(data_dir: Path, when: datetime, share: float, **extra) -> Path:
+    """A drift summary with every key `cryptovol.drift` writes (what `cryptovol drift --every` saves)."""
+    window = {"start": when.isoformat(), "end": when.isoformat(), "start_ns": 0, "end_ns": 1}
+    summary = {
+        "generated_at": when.isoformat(), "reference_window": window, "current_window": window,
+        "n_reference": 3600, "n_current": 180, "drift_share": share, "drifted_columns": ["rv_30s"],
+        "dataset_drift": share >= 0.5, "per_feature": {}, "prediction_drift": None,
+        "live_pr_auc": None, "html_path": None, "reference_source": "champion training window", **extra,
+    }
+    json_path, _ = DriftResult(summary=summary).save(data_dir / "reports" / "drift", when=when)
+    return json_path
+
+
+def test_every_monitor_report_becomes_a_drift_report_materialization(data_dir: Path, instance) -> None:
+    from sensors.drift import drift_report_sensor
+
+    t0 = datetime(2025, 12, 2, 12, tzinfo=UTC)
+    calm = monitor_report(data_dir, t0, 0.07)
+    drifted = monitor_report(data_dir, t0 + timedelta(minutes=1), 0.86)
+    # A report the drift_report asset computed in a Dagster run is already materialized by it.
+    monitor_report(data_dir, t0 + timedelta(minutes=2), 0.5, dagster_run_id="abc")
+    (data_dir / "reports" / "drift" / "20251202T120300_000000Z.json").write_text("{half written")
+
+    first = evaluate(drift_report_sensor, instance, None, data_dir)
+    # What the sensor daemon does with a tick's asset events (dagster/_daemon/sensor.py).
+    for event in first.asset_events:
+        instance.report_runless_asset_event(event)
+    records = instance.fetch_materializations(dg.AssetKey("drift_report"), limit=10).records
+    seen = sorted(
+        (r.asset_materialization.metadata["report_id"].value,
+         r.asset_materialization.metadata["drift_share"].value,
+         r.asset_materialization.metadata["dataset_drift"].value)
+        for r in records
+    )
+    assert seen == [(calm.stem, pytest.approx(0.07), False), (drifted.stem, pytest.approx(0.86), True)]
+    assert all(r.run_id == "" for r in records)  # runless: recorded by the sensor, not a run
+    assert first.cursor == "20251202T120300_000000Z"
+
+    # The next tick records only what is new.
+    assert evaluate(drift_report_sensor, instance, first.cursor, data_dir).asset_events == []
+    later = monitor_report(data_dir, t0 + timedelta(minutes=5), 0.0)
+    second = evaluate(drift_report_sensor, instance, first.cursor, data_dir)
+    assert [e.metadata["report_id"].value for e in second.asset_events] == [later.stem]
