@@ -45,7 +45,8 @@ FSYNC_INTERVAL_S = 1.0
 #: A product id as configured (`CRYPTOVOL_PRODUCTS`) and as served: Coinbase style BASE-QUOTE,
 #: upper-case letters and digits only, so it is always safe as a path component.
 PRODUCT_ID_MAX_LEN = 32
-PRODUCT_ID_RE = re.compile(r"[A-Z0-9]{1,15}-[A-Z0-9]{1,15}")
+PRODUCT_ID_PATTERN = r"^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$"
+PRODUCT_ID_RE = re.compile(PRODUCT_ID_PATTERN)
 
 
 def valid_product_id(text: str) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -243,14 +242,16 @@ def load_registered(name: str, version: str, alias: str, run_id: str) -> ServedM
     )
 
 
-def poll_interval_from_env(default: float = DEFAULT_POLL_S) -> float:
-    raw = os.environ.get("CRYPTOVOL_MODEL_POLL_S", "").strip()
-    if not raw:
-        return default
-    value = float(raw)
-    if value <= 0:
-        raise ValueError(f"CRYPTOVOL_MODEL_POLL_S must be > 0, got {raw!r}")
-    return value
+def poll_interval_from_env() -> float:
+    """CRYPTOVOL_MODEL_POLL_S, validated with the rest of the environment."""
+    from cryptovol.config import load_env
+
+    return load_env().model_poll_s
+
+
+#: The only aliases a service or scorer ever loads: loading a model runs its pickled code, so the
+#: registry is a code-execution boundary and only what an operator promoted is trusted.
+TRUSTED_ALIASES = ("champion", "challenger")
 
 
 SwapCallback = Callable[[ServedModel | None, ServedModel | None], None]
@@ -279,6 +280,8 @@ class ChampionLoader:
         on_failure: FailureCallback | None = None,
         loader: Callable[[str, str, str, str], ServedModel] = load_registered,
     ) -> None:
+        if alias not in TRUSTED_ALIASES:
+            raise ValueError(f"alias {alias!r}: only {TRUSTED_ALIASES} are ever loaded (models are code)")
         self.model_name = model_name
         self.tracking_uri = tracking_uri
         self.alias = alias

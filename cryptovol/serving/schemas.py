@@ -3,13 +3,13 @@
 Validation happens here, per request and before any batching, so every bad input becomes a 4xx
 whose message names the field (pydantic `loc`, e.g. `rows.3.rv_30s: Input should be a finite
 number`): wrong types (strict floats: no strings, booleans or nulls), missing or unknown features,
-NaN/inf, an empty batch and a batch over `CRYPTOVOL_MAX_BATCH` rows.
+NaN/inf, integers outside int64, malformed product ids, an empty batch and a batch over
+`CRYPTOVOL_MAX_BATCH` rows.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from operator import attrgetter
 from typing import Annotated, Any
 
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, create_model, model_validator
 
+from cryptovol.config import PRODUCT_ID_MAX_LEN, PRODUCT_ID_PATTERN, load_env
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET, KEY_COLUMNS
 from cryptovol.ticks import TICK_COLUMNS, TICK_DTYPES, TickError, parse_timestamp_ns
 
@@ -25,21 +26,23 @@ DEFAULT_MAX_BATCH = 10_000
 DEFAULT_MAX_TICKS = 50_000
 
 
-def _int_env(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    value = int(raw) if raw else default
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {raw!r}")
-    return value
-
-
 def max_batch_from_env() -> int:
     """CRYPTOVOL_MAX_BATCH: the most feature rows one /predict request may carry."""
-    return _int_env("CRYPTOVOL_MAX_BATCH", DEFAULT_MAX_BATCH)
+    return load_env().max_batch
 
 
 def max_ticks_from_env() -> int:
-    return _int_env("CRYPTOVOL_MAX_TICKS", DEFAULT_MAX_TICKS)
+    """CRYPTOVOL_MAX_TICKS: the most ticks one /predict_ticks request may carry."""
+    return load_env().max_ticks
+
+
+#: Integers the service accepts fit an int64 column (event times, sequence numbers): a larger one
+#: is a 4xx naming the field, not an overflow deep in pandas.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+EventTimeNs = Annotated[int, Strict(), Field(ge=0, le=INT64_MAX, description="UTC ns since the epoch")]
+Sequence = Annotated[int, Strict(), Field(ge=-1, le=INT64_MAX)]
+#: A product id: the platform's one rule (cryptovol.config.valid_product_id), e.g. BTC-USD.
+ProductId = Annotated[str, Field(min_length=3, max_length=PRODUCT_ID_MAX_LEN, pattern=PRODUCT_ID_PATTERN)]
 
 
 #: A feature value: a real, finite JSON number (ints accepted, strings/bools/null/NaN/inf refused).
@@ -52,9 +55,9 @@ FeatureRow: type[BaseModel] = create_model(
     "FeatureRow",
     __config__=_FORBID,
     __doc__=f"One row of feature set {FEATURE_SET.version}; see cryptovol.featureset for units.",
-    product_id=(str | None, Field(None, description="optional, echoed back")),
-    event_time_ns=(int | None, Field(None, description="optional, UTC ns, echoed back")),
-    sequence=(int | None, Field(None, description="optional")),
+    product_id=(ProductId | None, Field(None, description="optional, echoed back")),
+    event_time_ns=(EventTimeNs | None, Field(None, description="optional, UTC ns, echoed back")),
+    sequence=(Sequence | None, Field(None, description="optional")),
     **{
         spec.name: (FiniteFloat, Field(..., description=f"{spec.description} [{spec.unit}]"))
         for spec in FEATURE_SET.features
@@ -95,15 +98,16 @@ class TickIn(BaseModel):
 
     model_config = _FORBID
 
-    event_time_ns: int | None = Field(None, description="exchange event time, UTC ns")
-    event_time: str | None = Field(None, description="or ISO-8601, e.g. 2025-12-06T01:12:47.761914Z")
+    event_time_ns: EventTimeNs | None = Field(None, description="exchange event time, UTC ns")
+    event_time: str | None = Field(
+        None, max_length=64, description="or ISO-8601, e.g. 2025-12-06T01:12:47.761914Z")
     price: PositivePrice
     best_bid: PositivePrice
     best_ask: PositivePrice
     best_bid_qty: Size | None = None
     best_ask_qty: Size | None = None
     volume_24h: Size | None = None
-    sequence: int = -1
+    sequence: Sequence = -1
 
     @model_validator(mode="after")
     def _check(self) -> TickIn:

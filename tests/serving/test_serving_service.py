@@ -78,13 +78,14 @@ def serving_version(server) -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, bento_server_factory):
-    """One server for the module, with bearer auth on, started BEFORE any model exists."""
+    """One server for the module, with bearer auth and shadow scoring on, started BEFORE any model
+    exists."""
     data_dir = tmp_path_factory.mktemp("serving") / "data"
     data_dir.mkdir()
     server = bento_server_factory(
         data_dir, wait="health",
         env={"CRYPTOVOL_MODEL_POLL_S": "0.3", "CRYPTOVOL_MAX_BATCH": str(MAX_BATCH),
-             "CRYPTOVOL_API_TOKEN": TOKEN},
+             "CRYPTOVOL_API_TOKEN": TOKEN, "CRYPTOVOL_SHADOW": "1"},
     )
     BEFORE_CHAMPION["readyz"] = http(server.url + "/readyz")[0]
     BEFORE_CHAMPION["predict"] = http(server.url + "/predict", {"rows": rows_of(warm_rows(1))})
