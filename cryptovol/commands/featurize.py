@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "streaming featurizer: ticks.raw -> ticks.features + feature Parquet (consumer group)"
 
@@ -35,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cryptovol.config import Settings
     from cryptovol.kafka_io import wait_for_broker
-    from cryptovol.stream.featurizer import FeaturizerConfig, StreamFeaturizer
+    from cryptovol.stream.featurizer import DeliveryFailed, FeaturizerConfig, StreamFeaturizer
 
     settings = Settings.from_env()
     try:
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         log_every_s=args.log_every_s,
         topic_partitions=settings.topic_partitions,
+        max_ahead_s=settings.tick_max_ahead_s,
+        max_behind_s=settings.tick_max_behind_s,
     )
     featurizer = StreamFeaturizer(config)
     featurizer.install_signal_handlers()
@@ -62,5 +65,9 @@ def run(args: argparse.Namespace) -> int:
 
         serve_stats(args.metrics_port, "cryptovol_featurizer", featurizer.stats.as_dict)
         print(f"metrics on http://127.0.0.1:{args.metrics_port}/metrics", flush=True)
-    featurizer.run()
+    try:
+        featurizer.run()
+    except DeliveryFailed as exc:
+        print(f"error: {exc}; offsets not committed, a restart resumes from the last commit", file=sys.stderr)
+        return 1
     return 0

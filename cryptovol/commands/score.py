@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import signal
+import sys
 
 HELP = "score ticks.features with the champion model into the predictions topic and Parquet"
 
@@ -27,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cryptovol.config import Settings
     from cryptovol.featureset import FeatureSchemaError
-    from cryptovol.scoring.scorer import StreamingScorer
+    from cryptovol.scoring.scorer import DeliveryFailed, StreamingScorer
     from cryptovol.serving.champion import ChampionLoader, ModelValidationError, alert_on_rejection
     from cryptovol.serving.metrics import ServingMetrics
 
@@ -71,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         stats = scorer.run(args.duration, wait_model_s=args.wait_model)
     except TimeoutError as exc:
         print(f"error: {exc}")
+        return 1
+    except DeliveryFailed as exc:
+        print(f"error: {exc}; a restart re-scores from the last commit", file=sys.stderr)
         return 1
     finally:
         loader.stop()

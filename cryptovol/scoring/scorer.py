@@ -2,13 +2,16 @@
 
 A consumer group on the feature topic. Each poll is scored as one batch by the model
 `ChampionLoader.current` holds at that moment (the same loader and hot swap as the BentoML
-service), published to `predictions` keyed by product, and buffered for Parquet. Offsets are
-committed only after the Parquet part is on disk and the producer has flushed: at-least-once, so a
-crash can re-score (never lose) the rows of the last unflushed batch.
+service), published to `predictions` keyed by product, and buffered for Parquet. A flush waits
+for the producer, checks the delivery result of every send since the last flush, and only then
+writes the Parquet part and commits; a failed delivery stops the scorer (`DeliveryFailed`)
+without either: at-least-once, so a crash can re-score (never lose) the rows of the last batch.
 
-Feature rows with missing keys, an unknown feature-set version or non-numeric features go to the
-dead-letter topic and a JSON-lines file with a reason (counted); NaN features (warm-up rows) are
-scored, as the serving contract allows.
+Feature rows with missing keys, an unknown feature-set version, non-numeric or infinite features,
+a product id that is not `cryptovol.ticks.valid_product_id` or integers outside their ranges
+(event time near the scorer's clock, int64) go to the dead-letter topic and a JSON-lines file with
+a reason and a bounded excerpt (counted); NaN features (warm-up rows) are scored, as the serving
+contract allows.
 """
 
 from __future__ import annotations
@@ -28,16 +31,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cryptovol.config import TOPIC_DEADLETTER, TOPIC_FEATURES, TOPIC_PREDICTIONS, Settings
+from cryptovol.config import TICK_MAX_AHEAD_S, TOPIC_DEADLETTER, TOPIC_FEATURES, TOPIC_PREDICTIONS, Settings
+from cryptovol.deadletter import raw_fields
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET
 from cryptovol.scoring.sink import PREDICTION_COLUMNS, write_prediction_parts
 from cryptovol.serving.champion import ChampionLoader, ServedModel
 from cryptovol.serving.metrics import ServingMetrics
+from cryptovol.ticks import INT64_MAX, INT64_MIN, TickError, check_event_time, valid_product_id
 
 log = logging.getLogger(__name__)
 
 
 PRODUCER_SETTINGS: dict[str, Any] = {"compression_type": "gzip", "linger_ms": 20, "batch_size": 65536}
+#: Latency: fetches return after at most 10 ms on the embedded broker (see the featurizer's note).
+CONSUMER_SETTINGS: dict[str, Any] = {"fetch_max_wait_ms": 10}
 
 
 class BadFeatureRow(ValueError):
@@ -49,15 +56,28 @@ class BadFeatureRow(ValueError):
         self.detail = detail
 
 
-def parse_feature_message(value: bytes | str | dict) -> tuple[dict[str, Any], list[float]]:
+class DeliveryFailed(RuntimeError):
+    """A produce of the current batch failed: no Parquet was written and nothing committed."""
+
+
+def _int64(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
+
+
+def parse_feature_message(
+    value: bytes | str | dict, *, now_ns: int | None = None, max_ahead_s: float = TICK_MAX_AHEAD_S
+) -> tuple[dict[str, Any], list[float]]:
     """One `ticks.features` message -> (keys, feature values in FEATURE_NAMES order).
 
     Accepts features at the top level or under `"features"`; null/NaN means "not warm yet" (NaN).
+    Raises `BadFeatureRow` for anything else, whatever the input (never another exception).
     """
     try:
         obj = json.loads(value) if isinstance(value, bytes | str) else value
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadFeatureRow("bad_json", str(exc)[:200]) from exc
+    except RecursionError as exc:
+        raise BadFeatureRow("bad_json", "nested too deeply") from exc
     if not isinstance(obj, dict):
         raise BadFeatureRow("bad_json", f"expected an object, got {type(obj).__name__}")
     version = obj.get("feature_set_version")
@@ -70,10 +90,19 @@ def parse_feature_message(value: bytes | str | dict) -> tuple[dict[str, Any], li
     product = obj.get("product_id")
     if not isinstance(product, str) or not product:
         raise BadFeatureRow("missing_field", "product_id")
+    if not valid_product_id(product):  # it becomes a Parquet partition directory
+        raise BadFeatureRow("bad_product_id", repr(product)[:80])
     event_time = obj.get("event_time_ns")
     if not isinstance(event_time, int) or isinstance(event_time, bool):
         raise BadFeatureRow("missing_field", "event_time_ns (integer UTC ns)")
+    try:
+        check_event_time(event_time, time.time_ns() if now_ns is None else now_ns,
+                         max_ahead_s=max_ahead_s, max_behind_s=None)
+    except TickError as exc:
+        raise BadFeatureRow(exc.reason, exc.detail) from exc
     sequence = obj.get("sequence", -1)
+    if isinstance(sequence, int) and not _int64(sequence):
+        raise BadFeatureRow("bad_value", "sequence outside int64")
     source = obj.get("features") if isinstance(obj.get("features"), dict) else obj
     values: list[float] = []
     for name in FEATURE_NAMES:
@@ -84,14 +113,18 @@ def parse_feature_message(value: bytes | str | dict) -> tuple[dict[str, Any], li
             values.append(math.nan)
             continue
         if isinstance(raw, bool) or not isinstance(raw, int | float):
-            raise BadFeatureRow("non_numeric_feature", f"{name}={raw!r}")
-        if math.isinf(raw):
-            raise BadFeatureRow("non_finite_feature", f"{name}={raw!r}")
-        values.append(float(raw))
+            raise BadFeatureRow("non_numeric_feature", f"{name}={raw!r}"[:200])
+        try:
+            number = float(raw)
+        except OverflowError as exc:  # a JSON integer beyond float range
+            raise BadFeatureRow("non_finite_feature", f"{name} is out of range") from exc
+        if math.isinf(number):
+            raise BadFeatureRow("non_finite_feature", f"{name}={raw!r}"[:200])
+        values.append(number)
     keys = {"product_id": product, "event_time_ns": event_time,
             "sequence": int(sequence) if isinstance(sequence, int) else -1}
     received = obj.get("receive_time_ns")
-    if isinstance(received, int) and not isinstance(received, bool) and received > 0:
+    if _int64(received) and received > 0:
         keys["receive_time_ns"] = received  # when the ingestor got the tick: end-to-end latency
     return keys, values
 
@@ -146,6 +179,8 @@ class StreamingScorer:
         self._buffer: list[dict[str, Any]] = []
         self._buffer_since = time.monotonic()
         self._deadletter_path = settings.deadletter_dir / "scorer.jsonl"
+        self._futures: list[Any] = []  # delivery futures of every send since the last good flush
+        self._delivery_failed: str | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -168,7 +203,7 @@ class StreamingScorer:
         # docs/BENCHMARKS.md, stream). Not re-measured here for the scorer's small rows.
         producer = make_producer(bootstrap, **PRODUCER_SETTINGS)
         consumer = make_consumer(bootstrap, group_id=self.group_id,
-                                 max_poll_records=self.max_poll_records)
+                                 max_poll_records=self.max_poll_records, **CONSUMER_SETTINGS)
         scorer = self
 
         class FlushOnRevoke(ConsumerRebalanceListener):
@@ -221,9 +256,11 @@ class StreamingScorer:
         self.stats.consumed += len(records)
         keys: list[dict[str, Any]] = []
         values: list[list[float]] = []
+        now_ns = time.time_ns()
         for record in records:
             try:
-                k, v = parse_feature_message(record.value)
+                k, v = parse_feature_message(record.value, now_ns=now_ns,
+                                             max_ahead_s=self.settings.tick_max_ahead_s)
             except BadFeatureRow as exc:
                 self._dead_letter(producer, record, exc)
                 continue
@@ -250,8 +287,8 @@ class StreamingScorer:
                 "scored_at_ns": scored_at,
                 "scoring_latency_s": latency_s,
             }
-            producer.send(TOPIC_PREDICTIONS, key=k["product_id"].encode(),
-                          value=json.dumps(row, separators=(",", ":")).encode())
+            self._futures.append(producer.send(TOPIC_PREDICTIONS, key=k["product_id"].encode(),
+                                               value=json.dumps(row, separators=(",", ":")).encode()))
             if not self._buffer:
                 self._buffer_since = time.monotonic()
             self._buffer.append(row)
@@ -267,19 +304,18 @@ class StreamingScorer:
 
     def _dead_letter(self, producer: Any, record: Any, exc: BadFeatureRow) -> None:
         raw = record.value
-        payload = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
         letter = {
             "source": "scorer",
             "topic": record.topic,
             "partition": record.partition,
             "offset": record.offset,
             "reason": exc.reason,
-            "detail": exc.detail,
-            "payload": payload,
+            "detail": str(exc.detail)[:500],
+            **raw_fields(raw if isinstance(raw, bytes | bytearray) or raw is None else str(raw)),
             "at": datetime.now(UTC).isoformat(),
         }
         data = json.dumps(letter, default=_json_default, separators=(",", ":"))
-        producer.send(TOPIC_DEADLETTER, key=record.key, value=data.encode())
+        self._futures.append(producer.send(TOPIC_DEADLETTER, key=record.key, value=data.encode()))
         self._deadletter_path.parent.mkdir(parents=True, exist_ok=True)
         with self._deadletter_path.open("a", encoding="utf-8") as fh:
             fh.write(data + "\n")
@@ -289,24 +325,38 @@ class StreamingScorer:
             self.metrics.observe_rejection(exc.reason)
 
     def _flush(self, producer: Any, consumer: Any, *, commit_sync: bool = True) -> None:
-        """Parquet part on disk + producer flushed, then commit: nothing committed is lost.
+        """Producer flushed and every delivery checked, then the Parquet part, then the commit:
+        nothing committed is lost, and no part holds a row whose prediction was not delivered.
 
         Inside a rebalance listener kafka-python 3 refuses blocking calls, so that caller commits
         asynchronously (`commit_sync=False`), as the featurizer does.
         """
+        producer.flush(timeout=30)
+        self._check_deliveries()
         if self._buffer:
             frame = pd.DataFrame(self._buffer, columns=list(PREDICTION_COLUMNS))
             files = write_prediction_parts(frame, self.settings.predictions_dir)
             self.stats.parquet_rows += len(frame)
             self.stats.parquet_files += len(files)
             self._buffer = []
-        producer.flush(timeout=30)
         if consumer.assignment():
             if commit_sync:
                 consumer.commit()
             else:
                 consumer.commit_async()
             self.stats.commits += 1
+
+    def _check_deliveries(self) -> None:
+        """Raise `DeliveryFailed` unless every send since the last good flush was acknowledged."""
+        if self._delivery_failed is None:
+            for future in self._futures:
+                if not future.is_done or future.failed():
+                    error = future.exception if future.is_done else "not acknowledged after flush"
+                    self._delivery_failed = f"{len(self._futures)} sends; first failure {error!r}"
+                    break
+        if self._delivery_failed is not None:  # sticky: this batch is never persisted or committed
+            raise DeliveryFailed(f"a produce failed, nothing committed ({self._delivery_failed})")
+        self._futures = []
 
 
 def predictions_glob(settings: Settings) -> Path:

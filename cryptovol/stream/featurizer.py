@@ -3,9 +3,14 @@
 Delivery guarantees, in the order a flush does things:
 
 1. Feature rows go to `ticks.features` as soon as they are computed (latency), dead-letters to
-   `ticks.deadletter`; `producer.flush()` makes both durable on the broker first,
+   `ticks.deadletter`; `producer.flush()` makes both durable on the broker first, and the delivery
+   result of every send since the last flush is checked: if any failed, the featurizer stops
+   (`DeliveryFailed`) without writing Parquet or committing, and a restart redoes the batch,
 2. then the Parquet part files are written atomically (temp + fsync + rename),
 3. then the consumer offsets are committed, never past a tick still waiting in a reorder buffer.
+
+Every record is decoded and range-checked (`decode_tick`); one that fails is dead-lettered with a
+bounded excerpt (`cryptovol.deadletter.raw_fields`) and counted, and the featurizer moves on.
 
 A crash between any two steps is safe: the restarted featurizer reads `load_durable_state` from the
 Parquet, skips every tick already written there (so the Parquet holds each (product,
@@ -45,13 +50,22 @@ import numpy as np
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
-from cryptovol.config import TOPIC_DEADLETTER, TOPIC_FEATURES, TOPIC_RAW
+from cryptovol.config import TICK_MAX_AHEAD_S, TICK_MAX_BEHIND_S, TOPIC_DEADLETTER, TOPIC_FEATURES, TOPIC_RAW
+from cryptovol.deadletter import raw_fields
 from cryptovol.eventtime import LATENESS_S
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET
 from cryptovol.kafka_io import ensure_topics, make_consumer, make_producer
 from cryptovol.stream.engine import FeatureBatch, SourceRecord, StreamEngine
 from cryptovol.stream.sink import load_durable_state, remove_stale_temp_files, write_batches
-from cryptovol.ticks import TICK_DECODER, Tick, TickError
+from cryptovol.ticks import (
+    INT64_MAX,
+    INT64_MIN,
+    TICK_DECODER,
+    Tick,
+    TickError,
+    check_event_time,
+    check_product_id,
+)
 
 log = logging.getLogger("cryptovol.featurize")
 
@@ -62,6 +76,10 @@ log = logging.getLogger("cryptovol.featurize")
 #:   hands it the GIL; fewer, larger batches took the featurizer from ~9,000 to ~11,900 msg/s;
 #: - linger 20 ms: costs at most 20 ms of latency per row.
 PRODUCER_SETTINGS: dict[str, object] = {"linger_ms": 20, "batch_size": 262144}
+#: Consumer overrides for latency: the embedded broker answers a fetch only after
+#: `fetch_max_wait_ms` (kafka-python's default 500 ms made one hop ~150 ms p50); 10 ms measured
+#: ~10 ms p50 per hop (`bench/bench_e2e.py`). Kafka/Redpanda answer as soon as data arrives anyway.
+CONSUMER_SETTINGS: dict[str, object] = {"fetch_max_wait_ms": 10}
 
 
 @dataclass
@@ -80,6 +98,9 @@ class FeaturizerConfig:
     topic_deadletter: str = TOPIC_DEADLETTER
     topic_partitions: int = 3
     poll_timeout_ms: int = 100
+    #: Event-time bounds of a consumed tick (`TickBounds`; settings CRYPTOVOL_TICK_MAX_AHEAD_S/_BEHIND_S).
+    max_ahead_s: float = TICK_MAX_AHEAD_S
+    max_behind_s: float = TICK_MAX_BEHIND_S
     #: Catch-up batches: the feature call's cost is mostly a fixed number of NumPy operations per
     #: release, so more ticks per release cost less each (a live stream polls far fewer).
     max_poll_records: int = 5000
@@ -116,8 +137,25 @@ _PRICE_FIELDS = ("price", "best_bid", "best_ask")
 _SIZE_FIELDS = ("best_bid_qty", "best_ask_qty", "volume_24h")
 
 
-def decode_tick(value: bytes | None) -> Tick:
+class TickBounds(msgspec.Struct, frozen=True):
+    """How far a consumed tick's event time may lie from its own receive time (ahead or behind)
+    and ahead of this consumer's clock (`now_ns`; None: read the clock)."""
+
+    max_ahead_s: float = TICK_MAX_AHEAD_S
+    max_behind_s: float = TICK_MAX_BEHIND_S
+    now_ns: int | None = None
+
+
+DEFAULT_BOUNDS = TickBounds()
+
+
+def decode_tick(value: bytes | None, bounds: TickBounds = DEFAULT_BOUNDS) -> Tick:
     """A `ticks.raw` value -> a `Tick` with checked types and values; raises `TickError`.
+
+    Range checks come with the types, whatever producer wrote the record: a product id that is
+    safe as a path (`cryptovol.ticks.valid_product_id`), integers within int64, finite prices,
+    sizes finite or NaN (missing), and an event time near its receive time and not ahead of this
+    consumer's clock (`bounds`), so no single record can move a product's watermark.
 
     Fast path: `TICK_DECODER` parses and type-checks in one step, ~6x cheaper than `json.loads`
     plus Python checks (the "codecs" line of `bench/bench_stream.py`). A value it rejects (or one
@@ -128,50 +166,71 @@ def decode_tick(value: bytes | None) -> Tick:
     try:
         tick = TICK_DECODER.decode(value if value is not None else b"null")
     except msgspec.DecodeError:
-        return _decode_tick_checked(value)
-    _check_tick_values(tick)
+        return _decode_tick_checked(value, bounds)
+    except RecursionError as exc:
+        raise TickError("bad_tick_json", "nested too deeply") from exc
+    _check_tick_values(tick, bounds)
     return tick
 
 
-def _decode_tick_checked(value: bytes | None) -> Tick:
+def _decode_tick_checked(value: bytes | None, bounds: TickBounds = DEFAULT_BOUNDS) -> Tick:
     """The reference decoder: `Tick.from_json` (fields exist) + explicit type and value checks.
 
     A record written by another producer may carry a string time or a negative price, which must
     become a dead-letter, not a crash deep inside the feature arrays.
     """
-    tick = Tick.from_json(value if value is not None else b"null")
+    try:
+        tick = Tick.from_json(value if value is not None else b"null")
+    except RecursionError as exc:
+        raise TickError("bad_tick_json", "nested too deeply") from exc
     fixed: dict[str, float] = {}
     for name in _INT_FIELDS:
         v = getattr(tick, name)
         if isinstance(v, bool) or not isinstance(v, int):
-            raise TickError("bad_tick_value", f"{name}={v!r} is not an integer")
+            raise TickError("bad_tick_value", f"{name}={v!r} is not an integer"[:200])
     for name in _PRICE_FIELDS + _SIZE_FIELDS:
         v = getattr(tick, name)
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise TickError("bad_tick_value", f"{name}={v!r} is not a number")
+            raise TickError("bad_tick_value", f"{name}={v!r} is not a number"[:200])
         if type(v) is not float:
-            fixed[name] = float(v)
+            try:
+                fixed[name] = float(v)
+            except OverflowError as exc:
+                raise TickError("bad_tick_value", f"{name} is an integer beyond float range") from exc
     if not isinstance(tick.product_id, str):
-        raise TickError("bad_tick_value", f"product_id={tick.product_id!r}")
+        raise TickError("bad_product_id", f"product_id={tick.product_id!r}"[:200])
     tick = msgspec.structs.replace(tick, **fixed) if fixed else tick
-    _check_tick_values(tick)
+    _check_tick_values(tick, bounds)
     return tick
 
 
-def _check_tick_values(tick: Tick) -> None:
-    """Value rules both decoders share: a product, positive finite prices, sizes >= 0, bid <= ask."""
-    if not tick.product_id:
-        raise TickError("bad_tick_value", f"product_id={tick.product_id!r}")
+def _check_tick_values(tick: Tick, bounds: TickBounds = DEFAULT_BOUNDS) -> None:
+    """Value rules both decoders share: a valid product id, int64 integers, positive finite prices,
+    sizes >= 0 (or NaN: missing), bid <= ask, and the event time within `bounds`."""
+    check_product_id(tick.product_id)
+    for name in _INT_FIELDS:
+        v = getattr(tick, name)
+        if not INT64_MIN <= v <= INT64_MAX:
+            raise TickError("bad_tick_value", f"{name} is outside int64"[:200])
     for name in _PRICE_FIELDS:
         v = getattr(tick, name)
         if not (math.isfinite(v) and v > 0):
             raise TickError("bad_tick_value", f"{name}={v!r} must be a positive number")
     for name in _SIZE_FIELDS:
         v = getattr(tick, name)
-        if v < 0:
-            raise TickError("bad_tick_value", f"{name}={v!r} is negative")
+        if v < 0 or math.isinf(v):
+            raise TickError("bad_tick_value", f"{name}={v!r} is negative or infinite")
     if tick.best_bid > tick.best_ask:
         raise TickError("crossed_book", f"best_bid={tick.best_bid} > best_ask={tick.best_ask}")
+    et = tick.event_time_ns
+    check_event_time(et, tick.receive_time_ns, max_ahead_s=bounds.max_ahead_s,
+                     max_behind_s=bounds.max_behind_s)
+    now_ns = time.time_ns() if bounds.now_ns is None else bounds.now_ns
+    check_event_time(et, now_ns, max_ahead_s=bounds.max_ahead_s, max_behind_s=None)
+
+
+class DeliveryFailed(RuntimeError):
+    """A produce of the current batch failed: nothing of it was written to Parquet or committed."""
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -245,6 +304,8 @@ class StreamFeaturizer:
         self._consumer = None
         self._producer = None
         self._lock = threading.RLock()
+        self._futures: list = []  # delivery futures of every send since the last good flush
+        self._delivery_failed: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -265,7 +326,8 @@ class StreamFeaturizer:
                       partitions=cfg.topic_partitions)
         self._producer = make_producer(cfg.bootstrap_servers, **PRODUCER_SETTINGS)
         self._consumer = make_consumer(
-            cfg.bootstrap_servers, group_id=cfg.group_id, max_poll_records=cfg.max_poll_records
+            cfg.bootstrap_servers, group_id=cfg.group_id, max_poll_records=cfg.max_poll_records,
+            **CONSUMER_SETTINGS,
         )
         self._consumer.subscribe([cfg.topic_in], listener=_Rebalance(self))
         started = time.monotonic()
@@ -294,8 +356,10 @@ class StreamFeaturizer:
         finally:
             try:
                 with self._lock:
-                    self._flush(commit_sync=True)
-                    self._closing = True
+                    try:
+                        self._flush(commit_sync=True)
+                    finally:
+                        self._closing = True
             finally:
                 # Outside the lock: close() runs on_partitions_revoked on the IO thread.
                 self._consumer.close()
@@ -309,9 +373,10 @@ class StreamFeaturizer:
             return
         dead: list[tuple[object, str, str]] = []
         offer = self.engine.offer
+        bounds = TickBounds(self.config.max_ahead_s, self.config.max_behind_s, time.time_ns())
         for rec in records:
             try:
-                tick = decode_tick(rec.value)
+                tick = decode_tick(rec.value, bounds)
             except TickError as exc:
                 self.stats.bad_messages += 1
                 dead.append((rec, exc.reason, exc.detail))
@@ -332,19 +397,18 @@ class StreamFeaturizer:
 
     def _dead_letter(self, rec: object, reason: str, detail: str) -> None:
         value = rec.value
-        raw = value.decode("utf-8", errors="replace") if isinstance(value, bytes | bytearray) else str(value)
         payload = {
             "reason": reason,
-            "detail": detail,
-            "raw": raw,
+            "detail": str(detail)[:500],
+            **raw_fields(value if isinstance(value, bytes | bytearray) or value is None else str(value)),
             "received_at": datetime.now(UTC).isoformat(),
             "source": "featurizer",
             "topic": rec.topic,
             "partition": rec.partition,
             "offset": rec.offset,
         }
-        self._producer.send(self.config.topic_deadletter, key=rec.key,
-                            value=json.dumps(payload, separators=(",", ":")).encode())
+        value = json.dumps(payload, separators=(",", ":")).encode()
+        self._futures.append(self._producer.send(self.config.topic_deadletter, key=rec.key, value=value))
         self.stats.dead_lettered += 1
 
     def _emit(self, batches: list[FeatureBatch]) -> None:
@@ -352,19 +416,20 @@ class StreamFeaturizer:
             return
         now_ns = time.time_ns()
         topic = self.config.topic_out
+        send, futures = self._producer.send, self._futures
         for batch in batches:
             key = batch.product_id.encode()
-            for value in feature_messages(batch, now_ns):
-                self._producer.send(topic, key=key, value=value)
+            futures.extend([send(topic, key=key, value=value) for value in feature_messages(batch, now_ns)])
             self._pending.append(batch)
             self._pending_rows += len(batch)
 
     # -- durability ----------------------------------------------------------------------------
     def _flush(self, *, commit_sync: bool) -> None:
-        """Producer flush -> Parquet rename -> offset commit (see module docstring)."""
+        """Producer flush -> every delivery checked -> Parquet rename -> offset commit (module doc)."""
         if self._producer is None:
             return
         self._producer.flush()
+        self._check_deliveries()
         if self._pending:
             parts = write_batches(self.config.features_dir, self._pending)
             self.stats.parquet_files += len(parts)
@@ -374,6 +439,19 @@ class StreamFeaturizer:
             self.stats.flushes += 1
         self._commit(sync=commit_sync)
         self._sync_counters()
+
+    def _check_deliveries(self) -> None:
+        """Raise `DeliveryFailed` unless every send since the last good flush was acknowledged."""
+        if self._delivery_failed is None:
+            for future in self._futures:
+                if not future.is_done or future.failed():
+                    error = future.exception if future.is_done else "not acknowledged after flush"
+                    self._delivery_failed = f"{len(self._futures)} sends; first failure {error!r}"
+                    break
+        if self._delivery_failed is not None:
+            # Sticky: the batch is never written or committed; a restart re-reads it.
+            raise DeliveryFailed(f"a produce failed, nothing committed ({self._delivery_failed})")
+        self._futures = []
 
     def _commit(self, *, sync: bool) -> None:
         if not self._next_offset:
@@ -425,7 +503,7 @@ class StreamFeaturizer:
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         with self._lock:
-            durable = load_durable_state(self.config.features_dir)
+            durable = load_durable_state(self.config.features_dir, max_ahead_s=self.config.max_ahead_s)
             self.engine.reset(durable)
             self._assigned = {tp.partition for tp in assigned}
             self._next_offset = {}

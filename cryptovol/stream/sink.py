@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +30,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from cryptovol.config import TICK_MAX_AHEAD_S
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET, HISTORY_S
 from cryptovol.procs import pid_alive
 from cryptovol.stream.engine import DurableState, FeatureBatch
+from cryptovol.ticks import valid_product_id
+
+log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 DAY_NS = 86_400 * NS
@@ -174,18 +180,38 @@ def stream_files(features_dir: Path, product: str | None = None) -> list[Path]:
     return sorted(Path(features_dir).glob(pattern))
 
 
-def load_durable_state(features_dir: Path, history_s: float = HISTORY_S) -> dict[str, DurableState]:
+def quarantine_dir(features_dir: Path) -> Path:
+    """Where parts holding impossible event times are moved (beside the lake, never read by it)."""
+    return Path(features_dir).parent / "quarantine" / Path(features_dir).name
+
+
+def load_durable_state(
+    features_dir: Path,
+    history_s: float = HISTORY_S,
+    *,
+    max_ahead_s: float = TICK_MAX_AHEAD_S,
+    now_ns: int | None = None,
+) -> dict[str, DurableState]:
     """Per product: where the stream Parquet stops, and the window a restarted engine re-warms from.
 
     Reads only the key/lineage columns of the newest files of each product (newest first, by name =
     first event time) until it has passed `history_s` before the last written row.
+
+    A part whose rows lie more than `max_ahead_s` ahead of the clock (one tick dated 2100, written
+    before consumers range-checked event times) would freeze its product's watermark on every
+    restart: it is moved to `quarantine_dir` (kept, never read) and the state comes from the rest.
     """
     history_ns = int(history_s * NS)
+    limit_ns = (time.time_ns() if now_ns is None else now_ns) + int(max_ahead_s * NS)
     out: dict[str, DurableState] = {}
     root = Path(features_dir)
     for product_dir in sorted(root.glob("product=*")):
         product = product_dir.name.split("=", 1)[1]
+        if not valid_product_id(product):
+            log.warning("ignoring %s: not a valid product id", product_dir)
+            continue
         files = [f for f in product_dir.glob(f"date=*/{STREAM_PREFIX}*.parquet") if _NAME.match(f.name)]
+        files = [f for f in files if not _quarantine_if_ahead(root, f, limit_ns)]
         files.sort(key=lambda f: (int(_NAME.match(f.name).group(1)), f.name), reverse=True)
         parts: list[pd.DataFrame] = []
         last_ns: int | None = None
@@ -196,6 +222,7 @@ def load_durable_state(features_dir: Path, history_s: float = HISTORY_S) -> dict
                 ).to_pandas()
             except FileNotFoundError:  # merged by a compaction: old rows, outside the window
                 continue
+            cols = cols[cols["event_time_ns"] <= limit_ns]  # impossible rows never set the watermark
             if cols.empty:
                 continue
             parts.append(cols)
@@ -215,6 +242,24 @@ def load_durable_state(features_dir: Path, history_s: float = HISTORY_S) -> dict
             warm_offsets={int(p): int(o) for p, o in warm.items()},
         )
     return out
+
+
+def _quarantine_if_ahead(root: Path, part: Path, limit_ns: int) -> bool:
+    """Move `part` to the quarantine if its whole date partition starts after `limit_ns` (cheap:
+    the directory name says so); True if moved. Rows beyond the limit in a current date are
+    filtered where the newest parts are read."""
+    try:
+        day_start = int(pd.Timestamp(part.parent.name.split("=", 1)[1], tz="UTC").value)
+    except (ValueError, IndexError):
+        return False
+    if day_start <= limit_ns:
+        return False
+    target = quarantine_dir(root) / part.relative_to(root)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(part, target)
+        log.warning("part %s lies in a day after the clock + bound: moved to %s", part, target)
+    return True
 
 
 def read_stream_features(features_dir: Path, product: str | None = None) -> pd.DataFrame:
