@@ -36,7 +36,14 @@ import pandas as pd
 
 from cryptovol.config import LakeLayout, Settings
 from cryptovol.featureset import FEATURE_SET, KEY_COLUMNS, MAX_GAP_S, FeatureSchemaError
-from cryptovol.ticks import TICK_COLUMNS, TICK_DTYPES, TickError, empty_tick_frame, tick_from_landing
+from cryptovol.ticks import (
+    TICK_COLUMNS,
+    TICK_DTYPES,
+    TickError,
+    empty_tick_frame,
+    tick_from_landing,
+    valid_product_id,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -81,6 +88,13 @@ def previous_day(day: DayLike) -> str:
     return (dt.date.fromisoformat(day_str(day)) - dt.timedelta(days=1)).isoformat()
 
 
+def _path_safe(product: str) -> str:
+    """`product` if it may become a path (`cryptovol.ticks.valid_product_id`), else ValueError."""
+    if not valid_product_id(product):
+        raise ValueError(f"not a valid product id (e.g. BTC-USD): {str(product)[:80]!r}")
+    return product
+
+
 @dataclass(frozen=True)
 class LakePaths(LakeLayout):
     """Every path of the lake, from one data dir (the three trees as `Settings` has them)."""
@@ -92,10 +106,10 @@ class LakePaths(LakeLayout):
         return cls(data_dir_of(where))
 
     def landing_file(self, product: str, day: DayLike) -> Path:
-        return self.raw_dir / product / f"{day_str(day)}.ndjson"
+        return self.raw_dir / _path_safe(product) / f"{day_str(day)}.ndjson"
 
     def feature_partition(self, product: str, day: DayLike) -> Path:
-        return self.features_dir / f"product={product}" / f"date={day_str(day)}"
+        return self.features_dir / f"product={_path_safe(product)}" / f"date={day_str(day)}"
 
     def feature_part(self, product: str, day: DayLike, part: str = BATCH_PART) -> Path:
         return self.feature_partition(product, day) / f"part-{part}.parquet"
@@ -114,7 +128,7 @@ def list_landing_partitions(where: DataDir) -> list[tuple[str, str]]:
     raw = LakePaths.of(where).raw_dir
     found = []
     for path in raw.glob("*/*.ndjson"):
-        if _DAY_RE.match(path.stem):
+        if _DAY_RE.match(path.stem) and valid_product_id(path.parent.name):
             found.append((path.parent.name, path.stem))
     return sorted(found, key=lambda pd_: (pd_[1], pd_[0]))
 
@@ -124,7 +138,7 @@ def list_feature_partitions(where: DataDir) -> list[tuple[str, str]]:
     base = LakePaths.of(where).features_dir
     found = []
     for part_dir in base.glob("product=*/date=*"):
-        if any(part_dir.glob("part-*.parquet")):
+        if valid_product_id(part_dir.parent.name.split("=", 1)[1]) and any(part_dir.glob("part-*.parquet")):
             found.append((part_dir.parent.name.split("=", 1)[1], part_dir.name.split("=", 1)[1]))
     return sorted(found, key=lambda pd_: (pd_[1], pd_[0]))
 
@@ -712,14 +726,15 @@ def connect(where: DataDir, database: str = ":memory:") -> duckdb.DuckDBPyConnec
     con = duckdb.connect(database)
     con.execute("SET enable_progress_bar = false")  # no terminal noise in pipelines and logs
     raw_files = sorted(paths.raw_dir.glob("*/*.ndjson"))
-    raw_files = [p for p in raw_files if p.stat().st_size > 0]
+    raw_files = [p for p in raw_files if valid_product_id(p.parent.name) and p.stat().st_size > 0]
     con.execute(_RAW_VIEW.format(glob=_sql_list(raw_files)) if raw_files else _EMPTY_RAW)
     batch_files, stream_files = [], []
     for product, day in list_feature_partitions(where):
         for path in partition_files(where, product, day):
             (batch_files if path.name == f"part-{BATCH_PART}.parquet" else stream_files).append(path)
     con.execute(_features_view_sql(batch_files, stream_files))
-    prediction_files = sorted(paths.predictions_dir.glob("**/*.parquet"))
+    prediction_files = sorted(p for p in paths.predictions_dir.glob("**/*.parquet")
+                              if valid_product_id(p.parent.parent.name.removeprefix("product=")))
     if prediction_files:
         con.execute(
             "CREATE OR REPLACE VIEW predictions AS SELECT * FROM read_parquet("

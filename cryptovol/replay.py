@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from cryptovol.config import TOPIC_RAW
 from cryptovol.recorded import ReadReport, RecordedTick, expand_paths, read_recorded_records
-from cryptovol.ticks import landing_record
+from cryptovol.ticks import landing_record, valid_product_id
 
 log = logging.getLogger(__name__)
 
@@ -133,17 +133,24 @@ def iter_records(
     stats = stats if stats is not None else ReplayStats()
     wanted = {p.upper() for p in products} if products else None
     report = ReadReport()
+    invalid = 0
     for batch in plan_batches(expand_paths(paths)):
         records: list[RecordedTick] = []
         for path in batch:
             reader = read_recorded_records(
                 path, fmt=fmt, assume_tz=assume_tz, on_error=on_error, report=report
             )
-            records.extend(r for r in reader if wanted is None or r.tick.product_id in wanted)
+            for r in reader:
+                if not valid_product_id(r.tick.product_id):  # it would become a landing path
+                    invalid += 1
+                elif wanted is None or r.tick.product_id in wanted:
+                    records.append(r)
         records.sort(key=lambda r: r.tick.event_time_ns)
         stats.files = report.files
-        stats.bad_lines = report.bad_lines
+        stats.bad_lines = report.bad_lines + invalid
         stats.errors = dict(report.errors)
+        if invalid:
+            stats.errors["bad_product_id"] = invalid
         if records:
             if stats.first_event_ns is None:
                 stats.first_event_ns = records[0].tick.event_time_ns
@@ -245,6 +252,9 @@ def replay_to_landing(
     with LandingWriter(raw_dir) as writer, _progress(len(records), progress, "replay -> landing") as bar:
         for index, record in enumerate(records):
             tick = record.tick
+            if not valid_product_id(tick.product_id):  # never a path outside raw_dir
+                stats.errors["bad_product_id"] = stats.errors.get("bad_product_id", 0) + 1
+                continue
             path = landing_path(raw_dir, tick.product_id, utc_day(tick.event_time_ns))
             keys = known.get(path)
             if keys is None:
