@@ -1,0 +1,48 @@
+"""The Dagster asset `backtest` materializes in-process on a stored training set, writes the
+charts the dashboard shows and logs them to MLflow."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import dagster as dg
+from backtest_synth import synthetic_training_set
+
+from assets.backtest import backtest
+from cryptovol.models.walkforward import WalkForwardConfig
+from orchestration.resources import default_resources
+
+
+def test_backtest_asset_materializes(data_dir: Path, mlflow_store: str) -> None:
+    import mlflow
+
+    training = data_dir / "training"
+    training.mkdir(parents=True)
+    # what `training_dataset` and `model_evaluation` leave for their downstream assets
+    (training / "training_set.pkl").write_bytes(pickle.dumps(
+        {"training_set": synthetic_training_set(seconds=3000, seed=9),
+         "walk_forward": WalkForwardConfig(n_folds=3)}))
+    (training / "model_evaluation.json").write_text(json.dumps({"chosen_kind": "logistic"}))
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([backtest], resources=default_resources(), instance=instance,
+                                run_config={"ops": {"backtest": {"config": {"n_boot": 50}}}})
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("backtest")
+    meta = {k: v.value for k, v in materialization.metadata.items()}
+    assert meta["champion"].startswith("logistic")
+    assert meta["hours"] > 0.3
+    assert "buy_and_hold" in meta["strategies"] and "overlay:champion" in meta["strategies"]
+    charts = [Path(p) for p in meta["charts"]]
+    assert {p.name for p in charts} == {"backtest_equity_test_folds.png", "backtest_drawdown_test_folds.png"}
+    assert all(p.stat().st_size > 5_000 for p in charts)
+    summary = json.loads((data_dir / "reports" / "backtest" / "latest.json").read_text())
+    assert summary["sections"][0]["verdict"]
+
+    run = mlflow.get_run(meta["mlflow_run_id"])
+    assert run.data.tags["dagster_run_id"] == result.run_id
+    assert any(k.endswith("buy_and_hold.sharpe") for k in run.data.metrics)
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "backtest")}
+    assert "backtest/backtest_equity_test_folds.png" in artifacts
