@@ -530,3 +530,257 @@ def webhook_factory() -> Iterator[Callable[[list[int]], WebhookServer]]:
         for server in servers:
             server.server.shutdown()
             server.server.server_close()
+
+
+# --- PostgreSQL (a real server from the binaries in the pgserver wheel) --------------------------
+
+
+@dataclass
+class PostgresServer:
+    """A running PostgreSQL on loopback with password (SCRAM) auth over TCP, as a remote one is used."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    process: ManagedProcess | None = None
+
+    def url(self, database: str, scheme: str = "postgresql+psycopg2") -> str:
+        return f"{scheme}://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
+
+    def connect(self, database: str = "postgres"):  # -> psycopg2 connection
+        import psycopg2
+
+        return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
+                                dbname=database, connect_timeout=5)
+
+    def query(self, database: str, sql: str, params: tuple = ()) -> list[tuple]:
+        conn = self.connect(database)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    def create_database(self, prefix: str) -> str:
+        """A new empty database `<prefix>_<random>`: tests share the server, never a database."""
+        import uuid
+
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        conn = self.connect()
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            conn.close()
+        return name
+
+
+def _postgres_bin_dir() -> Path:
+    """The PostgreSQL 16 binaries shipped inside the pgserver wheel (a dev dependency)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("pgserver is not installed: run `make setup` (it is in the dev extras)")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _as_postgres_user(root: Path, bin_dir: Path) -> list[str]:
+    """Command prefix that drops root (PostgreSQL refuses to run as root) to `nobody`; [] otherwise.
+    Gives `nobody` the data root; if it cannot run the binaries, opens their folders for reading
+    the way pgserver itself does when run as root."""
+    import pwd
+    import subprocess
+
+    if os.geteuid() != 0:
+        return []
+    nobody = pwd.getpwnam("nobody")
+    os.chown(root, nobody.pw_uid, nobody.pw_gid)
+    prefix = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
+    probe = [*prefix, str(bin_dir / "postgres"), "--version"]
+    if subprocess.run(probe, capture_output=True, timeout=30).returncode != 0:
+        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions
+
+        ensure_prefix_permissions(bin_dir)
+        ensure_folder_permissions(bin_dir.parent, 0o055)
+        subprocess.run(probe, capture_output=True, timeout=30, check=True)
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL 16 on a free loopback port for the whole session (initdb + start ~2 s):
+    user `cryptovol` with a random password, SCRAM auth over TCP, no unix socket; each test makes
+    its own database with `create_database`. Runs as `nobody` under root. Fast shutdown and the
+    data dir removed at session end. fsync is off: the data is thrown away."""
+    import secrets
+    import shutil
+    import signal
+    import subprocess
+    import tempfile
+
+    bin_dir = _postgres_bin_dir()
+    root = Path(tempfile.mkdtemp(prefix="cryptovol-pg-"))  # /tmp: `nobody` can reach it, pytest's tmp not
+    process: ManagedProcess | None = None
+    try:
+        as_user = _as_postgres_user(root, bin_dir)
+        password = secrets.token_hex(16)
+        pwfile = root / "pwfile"
+        pwfile.write_text(password + "\n")
+        shutil.chown(pwfile, user=root.owner(), group=root.group())
+        initdb = subprocess.run(
+            [*as_user, str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", "cryptovol",
+             f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8",
+             "--no-instructions"],
+            capture_output=True, text=True, timeout=120,
+        )
+        pwfile.unlink()
+        if initdb.returncode != 0:
+            raise RuntimeError(f"initdb failed ({initdb.returncode}):\n{initdb.stdout}\n{initdb.stderr}")
+        port = free_port()
+        server = PostgresServer("127.0.0.1", port, "cryptovol", password)
+
+        def ready() -> bool:
+            try:
+                server.connect().close()
+                return True
+            except Exception:  # noqa: BLE001 (not accepting connections yet)
+                return False
+
+        process = ManagedProcess(
+            "postgres",
+            [*as_user, str(bin_dir / "postgres"), "-D", str(root / "data"), "-p", str(port),
+             "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=off"],
+            log_path=root / "postgres.log",
+            ready=ready,
+        )
+        server.process = process
+        process.start(timeout_s=60)
+        yield server
+    finally:
+        if process is not None:
+            process.stop(timeout_s=30, sig=signal.SIGINT)  # SIGINT = fast shutdown (ends open sessions)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- MLflow tracking server (mlflow server) ----------------------------------------------------
+
+
+@dataclass
+class MlflowServer:
+    """One running `mlflow server` that stores artifacts itself (clients upload through it)."""
+
+    url: str
+    port: int
+    backend_store_uri: str
+    artifacts_dir: Path
+    process: ManagedProcess
+
+
+@pytest.fixture
+def mlflow_server_factory(tmp_path: Path) -> Iterator[Callable[..., MlflowServer]]:
+    """`start(backend_store_uri, *extra_args, env=None) -> MlflowServer`: a real `mlflow server` on a
+    free loopback port with `--artifacts-destination` in tmp, plus `extra_args` (e.g. the compose
+    service's flags); ready when /health answers (the store's migrations ran). Stops all at teardown."""
+    from cryptovol.procs import http_ok
+
+    started: list[MlflowServer] = []
+
+    def start(backend_store_uri: str, *extra_args: str, env: dict[str, str] | None = None) -> MlflowServer:
+        index = len(started)
+        port = free_port()
+        artifacts = tmp_path / f"mlflow-server-{index}" / "artifacts"
+        artifacts.mkdir(parents=True)
+        url = f"http://127.0.0.1:{port}"
+        process = ManagedProcess(
+            f"mlflow-server-{index}",
+            [str(Path(sys.executable).with_name("mlflow")), "server",
+             f"--backend-store-uri={backend_store_uri}", f"--artifacts-destination={artifacts}",
+             "--host=127.0.0.1", f"--port={port}", f"--allowed-hosts=127.0.0.1:{port},localhost:{port}",
+             *extra_args],
+            log_path=tmp_path / f"mlflow-server-{index}" / "server.log",
+            env={"MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})},
+            cwd=tmp_path,
+            ready=lambda: http_ok(f"{url}/health", timeout_s=2.0),
+        )
+        server = MlflowServer(url, port, backend_store_uri, artifacts, process)
+        started.append(server)
+        process.start(timeout_s=180)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.process.stop(timeout_s=20)
+
+
+# --- Scripted exchange (a WebSocket server that sends exactly the frames a test gives) ------------
+
+
+class ScriptedExchange:
+    """A loopback WebSocket server (free port, own thread) that answers the first connection's
+    subscriptions with `frames`, in order, then keeps it alive with heartbeats; later connections
+    get heartbeats only. For feeding a real `cryptovol ingest` inputs the simulator never sends."""
+
+    def __init__(self, frames: list[str]) -> None:
+        import threading
+
+        from websockets.sync.server import serve
+
+        self.frames = list(frames)
+        self.sent = 0
+        self._connections = 0
+        self._stop = threading.Event()
+        self._server = serve(self._handle, "127.0.0.1", 0, max_size=2**24)
+        self.port = self._server.socket.getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-ws", daemon=True)
+        self._thread.start()
+
+    def _handle(self, ws) -> None:  # noqa: ANN001 (websockets ServerConnection)
+        import time
+
+        self._connections += 1
+        first = self._connections == 1
+        try:
+            for _ in range(2):  # the ingestor subscribes to ticker and heartbeats
+                ws.recv(timeout=10)
+            if first:
+                for text in self.frames:
+                    ws.send(text)
+                    self.sent += 1
+            counter = 0
+            while not self._stop.is_set():
+                counter += 1
+                ws.send(json.dumps({"channel": "heartbeats", "client_id": "", "timestamp":
+                                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sequence_num": 0,
+                                    "events": [{"heartbeat_counter": counter}]}))
+                self._stop.wait(0.5)
+        except Exception:  # noqa: BLE001 (the client went away)
+            return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def scripted_exchange() -> Iterator[Callable[[list[str]], ScriptedExchange]]:
+    """`start(frames) -> ScriptedExchange` (`.url`, `.sent`); stops every server at teardown."""
+    started: list[ScriptedExchange] = []
+
+    def start(frames: list[str]) -> ScriptedExchange:
+        server = ScriptedExchange(frames)
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
