@@ -287,8 +287,8 @@ class StreamingScorer:
                 "scored_at_ns": scored_at,
                 "scoring_latency_s": latency_s,
             }
-            self._futures.append(producer.send(TOPIC_PREDICTIONS, key=k["product_id"].encode(),
-                                               value=json.dumps(row, separators=(",", ":")).encode()))
+            self._send(producer, TOPIC_PREDICTIONS, k["product_id"].encode(),
+                       json.dumps(row, separators=(",", ":")).encode())
             if not self._buffer:
                 self._buffer_since = time.monotonic()
             self._buffer.append(row)
@@ -315,7 +315,7 @@ class StreamingScorer:
             "at": datetime.now(UTC).isoformat(),
         }
         data = json.dumps(letter, default=_json_default, separators=(",", ":"))
-        self._futures.append(producer.send(TOPIC_DEADLETTER, key=record.key, value=data.encode()))
+        self._send(producer, TOPIC_DEADLETTER, record.key, data.encode())
         self._deadletter_path.parent.mkdir(parents=True, exist_ok=True)
         with self._deadletter_path.open("a", encoding="utf-8") as fh:
             fh.write(data + "\n")
@@ -345,6 +345,15 @@ class StreamingScorer:
             else:
                 consumer.commit_async()
             self.stats.commits += 1
+
+    def _send(self, producer: Any, topic: str, key: bytes | None, value: bytes) -> None:
+        """Send and keep the delivery future; a send refused outright fails the batch at the flush."""
+        from kafka.errors import KafkaError
+
+        try:
+            self._futures.append(producer.send(topic, key=key, value=value))
+        except KafkaError as exc:
+            self._delivery_failed = self._delivery_failed or f"send refused: {exc!r}"
 
     def _check_deliveries(self) -> None:
         """Raise `DeliveryFailed` unless every send since the last good flush was acknowledged."""

@@ -98,6 +98,8 @@ class FeaturizerConfig:
     topic_deadletter: str = TOPIC_DEADLETTER
     topic_partitions: int = 3
     poll_timeout_ms: int = 100
+    #: Extra kafka-python producer settings (merged over `PRODUCER_SETTINGS`).
+    producer_overrides: dict[str, object] | None = None
     #: Event-time bounds of a consumed tick (`TickBounds`; settings CRYPTOVOL_TICK_MAX_AHEAD_S/_BEHIND_S).
     max_ahead_s: float = TICK_MAX_AHEAD_S
     max_behind_s: float = TICK_MAX_BEHIND_S
@@ -324,7 +326,8 @@ class StreamFeaturizer:
             log.info("removed %d stale temporary part files", removed)
         ensure_topics(cfg.bootstrap_servers, [cfg.topic_in, cfg.topic_out, cfg.topic_deadletter],
                       partitions=cfg.topic_partitions)
-        self._producer = make_producer(cfg.bootstrap_servers, **PRODUCER_SETTINGS)
+        self._producer = make_producer(cfg.bootstrap_servers,
+                                       **{**PRODUCER_SETTINGS, **(cfg.producer_overrides or {})})
         self._consumer = make_consumer(
             cfg.bootstrap_servers, group_id=cfg.group_id, max_poll_records=cfg.max_poll_records,
             **CONSUMER_SETTINGS,
@@ -408,7 +411,10 @@ class StreamFeaturizer:
             "offset": rec.offset,
         }
         value = json.dumps(payload, separators=(",", ":")).encode()
-        self._futures.append(self._producer.send(self.config.topic_deadletter, key=rec.key, value=value))
+        try:
+            self._futures.append(self._producer.send(self.config.topic_deadletter, key=rec.key, value=value))
+        except KafkaError as exc:  # refused before sending: the batch fails at the next flush
+            self._delivery_failed = self._delivery_failed or f"send refused: {exc!r}"
         self.stats.dead_lettered += 1
 
     def _emit(self, batches: list[FeatureBatch]) -> None:
@@ -419,7 +425,10 @@ class StreamFeaturizer:
         send, futures = self._producer.send, self._futures
         for batch in batches:
             key = batch.product_id.encode()
-            futures.extend([send(topic, key=key, value=value) for value in feature_messages(batch, now_ns)])
+            try:
+                futures.extend([send(topic, key=key, value=v) for v in feature_messages(batch, now_ns)])
+            except KafkaError as exc:  # refused before sending: the batch fails at the next flush
+                self._delivery_failed = self._delivery_failed or f"send refused: {exc!r}"
             self._pending.append(batch)
             self._pending_rows += len(batch)
 

@@ -13,10 +13,14 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+from kafka import TopicPartition
+
 from cryptovol.config import TOPIC_DEADLETTER, TOPIC_RAW
-from cryptovol.kafka_io import ensure_topics, make_producer, read_topic
+from cryptovol.kafka_io import ensure_topics, make_consumer, make_producer, read_topic
 from cryptovol.procs import wait_until
 from cryptovol.stream.engine import SourceRecord, StreamEngine
+from cryptovol.stream.featurizer import DeliveryFailed, FeaturizerConfig, StreamFeaturizer
 from cryptovol.stream.sink import read_stream_features, write_batches
 from cryptovol.ticks import Tick
 
@@ -118,3 +122,25 @@ def test_a_persisted_row_dated_2100_does_not_freeze_the_product_after_a_restart(
     assert len(rows) == 200 and int(rows["event_time_ns"].max()) < time.time_ns()
     quarantined = list((data_dir / "quarantine" / "features").rglob("*.parquet"))
     assert [p.name for p in quarantined] == [written.path.name]
+
+
+def test_a_failed_produce_stops_the_featurizer_without_parquet_or_commit(data_dir, broker):
+    """Commits follow success: every delivery result is checked after the producer flush. Here
+    every feature row is refused (larger than the producer's max request size), so nothing may be
+    written to Parquet or committed; a restart redoes the batch."""
+    produce(keyed(good_ticks(50)))
+    featurizer = StreamFeaturizer(FeaturizerConfig(
+        broker.bootstrap, data_dir / "features", group_id="refused", lateness_s=0, flush_every_s=0.2,
+        log_every_s=60, duration_s=60, producer_overrides={"max_request_size": 300},
+    ))
+    with pytest.raises(DeliveryFailed, match="MessageSizeTooLarge"):
+        featurizer.run()
+    assert featurizer.stats.consumed == 50 and featurizer.engine.counters.emitted == 50
+    assert read_stream_features(data_dir / "features").empty and featurizer.stats.commits == 0
+    consumer = make_consumer(broker.bootstrap, group_id="refused")
+    try:
+        partitions = consumer.partitions_for_topic(TOPIC_RAW)
+        committed = [consumer.committed(TopicPartition(TOPIC_RAW, p)) for p in partitions or ()]
+        assert committed and all(c is None for c in committed)
+    finally:
+        consumer.close()
