@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptovol.broker import EmbeddedBroker
@@ -125,6 +126,7 @@ class DemoState:
     urls: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    regime_change_at: datetime | None = None
 
 
 def command_options(name: str) -> set[str] | None:
@@ -349,7 +351,31 @@ class Demo:
         self.resume_after_s = self.history_seconds()
         self.out(f"  + history: the market's first {o.history_minutes:g} min (seed {o.seed}) written as "
                  f"landing files in {time.monotonic() - started:.1f}s; the simulator continues it")
+        self.replay_history()
         return True
+
+    def replay_history(self) -> None:
+        """Publish the history's last minutes to ticks.raw before the live ticks: the streaming
+        featurizer then starts warm, so its first live rows equal the batch rows (a cold stream
+        would leave the first 5 live minutes without rv_300s, which the features check rightly
+        rejects, and the drift monitor would have no calm report before the regime change).
+        In process and only the tail (warm-up + margin), so the gap between history and live ticks
+        stays a few seconds, well inside one feature segment (`MAX_GAP_S`)."""
+        from cryptovol.featureset import HISTORY_S
+        from cryptovol.replay import iter_records, replay_to_kafka
+
+        started = time.monotonic()
+        records = list(iter_records(sorted(self.settings.raw_dir.glob("*/*.ndjson"))))
+        if not records:
+            return
+        cutoff = records[-1].tick.event_time_ns - int((HISTORY_S + 30) * 1e9)
+        tail = [r for r in records if r.tick.event_time_ns >= cutoff]
+        stats = replay_to_kafka(tail, self.broker.bootstrap, partitions=self.settings.topic_partitions)
+        if stats.publish_failures:
+            raise RuntimeError(f"replaying the history's tail into ticks.raw: {stats.publish_failures} "
+                               "publish failures")
+        self.out(f"  + history: its last {HISTORY_S + 30:.0f} s ({stats.published} ticks) replayed into "
+                 f"ticks.raw in {time.monotonic() - started:.1f}s (the streaming featurizer starts warm)")
 
     def first_champion(self) -> None:
         """The lineage graph makes the first champion: through `dagster dev`'s GraphQL API when it
@@ -417,6 +443,13 @@ class Demo:
                 "--ws-url": f"ws://127.0.0.1:{self.state.ports['simulator']}",
                 "--products": ",".join(o.products),
             })
+            if o.regime_change_at_s is not None:
+                # The market clock starts at the ingestor's subscription, i.e. about now.
+                at = datetime.now(UTC) + timedelta(seconds=o.regime_change_at_s)
+                self.state.regime_change_at = at
+                self.out(f"  * regime change: volatility x{o.regime_vol_mult:g} from about "
+                         f"{at.isoformat(timespec='seconds').replace('+00:00', 'Z')} "
+                         f"({o.regime_change_at_s:g} s after the simulator's start)")
         self.start_cli_service("featurize", {"--flush-every-s": "1"})
 
     def start_cli_service(
