@@ -108,7 +108,10 @@ class Spool:
                 log.warning("spool cursor %s unreadable; re-sending the spool from its start",
                             self.cursor_path)
             offset = 0
-        offset = max(0, min(offset, self._end()))
+        if not 0 <= offset <= self._end():  # never skip records on a bad cursor: re-send instead
+            log.warning("spool cursor %d outside the spool (%d bytes); re-sending from its start",
+                        offset, self._end())
+            offset = 0
         if offset > 0:
             self._fh.seek(offset - 1)
             if self._fh.read(1) != b"\n":  # torn: inside a record; go back to its start

@@ -193,3 +193,110 @@ def test_publisher_survives_a_broker_restart_without_loss_or_duplicates(
         assert seq == sorted(seq), f"per-key order broken for {key}"
     must_have = {i for i, t in sent_at.items() if t > stopped_at}
     assert must_have and must_have <= set(ids), f"{len(must_have - set(ids))} records lost"
+
+
+# --- Issue 2.2: a refused record never blocks the others; the spool repairs itself at start ------
+
+BIG = json.dumps({"i": -1, "key": "BTC-USD", "pad": "x" * (2 * 2**20)}).encode()  # > max_request_size
+
+
+def rejected_lines(folder: Path) -> list[dict]:
+    return [json.loads(line) for f in sorted(folder.glob("*.ndjson")) for line in f.read_text().splitlines()]
+
+
+def test_a_record_the_broker_refuses_is_kept_on_disk_and_never_blocks_the_rest(
+    broker: EmbeddedBroker, tmp_path: Path
+):
+    stats = IngestStats()
+    pub = Publisher(broker.bootstrap, Spool(tmp_path / "spool"), stats, topics=[TOPIC, DEAD],
+                    rejected_dir=tmp_path / "rejected")
+    pub.start()
+    for i in range(5):
+        pub.publish(TOPIC, "BTC-USD", rec(i).value)
+    pub.publish(TOPIC, "BTC-USD", BIG)
+    for i in range(5, 10):
+        pub.publish(TOPIC, "BTC-USD", rec(i).value)
+    wait_until(lambda: stats.published == 10, timeout_s=30, what="the records around the big one")
+    pub.stop()
+    assert pub.error is None
+    assert (stats.broker_outages, stats.spooled, stats.rejected_by_broker) == (0, 0, 1)
+    assert by_key(topic_values(broker.bootstrap))["BTC-USD"] == list(range(10))
+    [kept] = rejected_lines(tmp_path / "rejected")
+    assert kept["reason"] == "broker_rejected" and "MessageSizeTooLarge" in kept["detail"]
+    assert kept["raw_size"] == len(BIG) and len(kept["raw"]) <= 2048 and kept["topic"] == TOPIC
+
+
+def test_a_refused_record_in_the_spool_is_set_aside_and_the_spool_drains(tmp_path: Path):
+    """The reproduced wedge: a refused record spooled during an outage was retried forever and held
+    back every record behind it, across restarts."""
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    spool = Spool(tmp_path / "spool")
+    spool.append([rec(0), SpoolRecord(TOPIC, "BTC-USD", BIG), rec(1), rec(2)])
+    spool.close()
+    stats = IngestStats()
+    broker = EmbeddedBroker(tmp_path / "run", port=port)
+    broker.start()
+    pub = Publisher(bootstrap, Spool(tmp_path / "spool"), stats, topics=[TOPIC, DEAD],
+                    rejected_dir=tmp_path / "rejected")
+    try:
+        pub.start()
+        pub.publish(TOPIC, "BTC-USD", rec(3).value)
+        wait_until(lambda: stats.published == 4, timeout_s=60, what="the spool to drain")
+        pub.stop()
+        assert by_key(topic_values(bootstrap))["BTC-USD"] == [0, 1, 2, 3]
+        assert stats.rejected_by_broker == 1 and stats.spool_pending == 0 and stats.broker_outages == 0
+        assert (tmp_path / "spool" / "spool.ndjson").stat().st_size == 0
+    finally:
+        pub.stop(drain_timeout_s=1)
+        broker.stop()
+
+
+@pytest.mark.parametrize("cursor", [b"", b"12x", b"-5", b"999999999"],
+                         ids=["empty", "garbage", "negative", "past-end"])
+def test_an_unreadable_cursor_restarts_from_the_start_instead_of_stopping(tmp_path: Path, cursor: bytes):
+    spool = Spool(tmp_path)
+    spool.append([rec(i) for i in range(3)])
+    spool.close()
+    (tmp_path / "spool.cursor").write_bytes(cursor)
+    again = Spool(tmp_path)
+    values = [json.loads(r.value)["i"] for r, _ in again.read(again.acked_offset)]
+    assert values == [0, 1, 2]  # re-sent (at-least-once), never skipped
+    again.close()
+
+
+def test_a_cursor_inside_a_record_moves_back_to_its_start(tmp_path: Path):
+    spool = Spool(tmp_path)
+    spool.append([rec(i) for i in range(3)])
+    (_, end0), (_, end1) = spool.read(0, max_records=2)
+    spool.close()
+    (tmp_path / "spool.cursor").write_text(str(end0 + 5))  # torn: points into record 1
+    again = Spool(tmp_path)
+    assert again.acked_offset == end0 and again.pending == 2
+    assert [json.loads(r.value)["i"] for r, _ in again.read(again.acked_offset)] == [1, 2]
+    again.close()
+
+
+def test_an_unreadable_spooled_line_is_set_aside_not_fatal(tmp_path: Path):
+    spool = Spool(tmp_path)
+    spool.append([rec(0)])
+    spool.close()
+    with open(tmp_path / "spool.ndjson", "ab") as fh:
+        fh.write(b'{"t":"ticks.raw","k":null,"v":\xff\xfe}\n')  # flipped bits: not JSON
+    again = Spool(tmp_path)
+    again.append([rec(1)])
+    assert again.bad_lines == 1 and again.pending == 2
+    assert [json.loads(r.value)["i"] for r, _ in again.read(again.acked_offset)] == [0, 1]
+    assert (tmp_path / "spool.bad.ndjson").read_bytes().count(b"\n") == 1
+    again.close()
+
+
+def test_the_cursor_is_fsynced_within_the_interval(tmp_path: Path):
+    spool = Spool(tmp_path, fsync_interval_s=0.2)
+    spool.append([rec(i) for i in range(3)])
+    (_, end0), _ = spool.read(0, max_records=2)
+    spool.ack(end0, 1)  # written at once (atomic rename), fsynced later
+    time.sleep(0.25)
+    spool.sync_cursor_if_due()
+    assert not spool._cursor_dirty and (tmp_path / "spool.cursor").read_text() == str(end0)
+    spool.close()
