@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 
-.PHONY: setup demo test test-slow test-all bench lint format lock clean
+.PHONY: setup demo test test-slow test-all fuzz bench lint format lock clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ test-slow: setup
 
 test-all: setup
 	$(BIN)/python -m pytest -q
+
+# Long property/fuzz run over the frame parser and the tick and feature-record decoders (the
+# default suite runs the same tests with a few seconds' budget).
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/fuzz -q
 
 bench: setup
 	$(BIN)/python -m bench
