@@ -48,6 +48,12 @@ BAD_MESSAGES = {
     "feature_set_mismatch": lambda good: {**good, "feature_set_version": "0.0.1"},
     "missing_feature": lambda good: {k: v for k, v in good.items() if k != "rv_60s"},
     "non_numeric_feature": lambda good: {**good, "spread": "wide"},
+    # Issue 2.2: records from any producer that used to escape the data dir, crash the Parquet
+    # flush (and so crash-loop the scorer on restart), or score an impossible time.
+    "bad_product_id": lambda good: {**good, "product_id": "../../escaped"},
+    "event_time_out_of_range": lambda good: {**good, "event_time_ns": 4_102_444_800 * 10**9},
+    "bad_value": lambda good: {**good, "sequence": 10**30},
+    "non_finite_feature": lambda good: {**good, "spread": 10**400},
 }
 
 
@@ -128,7 +134,10 @@ def test_every_feature_row_gets_exactly_one_prediction_and_hot_swap_applies(brok
 
     letters = [json.loads(r.value) for r in read_topic(broker.bootstrap, TOPIC_DEADLETTER)]
     assert sorted(letter["reason"] for letter in letters) == sorted([*BAD_MESSAGES, "bad_json"])
-    assert scorer.stats.dead_lettered == 4
+    assert scorer.stats.dead_lettered == len(BAD_MESSAGES) + 1
+    assert all(len(letter["raw"]) <= 2048 for letter in letters)
+    assert not (data_dir.parent / "escaped").exists() and not (data_dir / "escaped").exists()
+    assert {p.name for p in settings.predictions_dir.iterdir()} == {"product=BTC-USD", "product=ETH-USD"}
 
     files = sorted(settings.predictions_dir.glob("product=*/date=*/*.parquet"))
     assert files and not list(settings.predictions_dir.rglob("*.tmp"))
