@@ -74,6 +74,7 @@ class Ingestor:
         self._processor: FrameProcessor | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
         self._landing: LandingWriter | None = None
+        self._deadletter: DeadLetterWriter | None = None
         #: why the run stopped by itself (None after a normal stop)
         self.failure: str | None = None
 
@@ -94,6 +95,7 @@ class Ingestor:
         landing = LandingWriter(settings.raw_dir, fsync_interval_s=settings.fsync_interval_s)
         self._landing = landing
         deadletter = DeadLetterWriter(settings.deadletter_dir)
+        self._deadletter = deadletter
         recent = RecentKeys(config.dedup_capacity)
         seeded = seed_from_landing(recent, settings.raw_dir, config.products)
         if seeded:
@@ -224,14 +226,17 @@ class Ingestor:
     async def _progress(self) -> None:
         """Progress line every `log_interval_s`; and a watchdog on the publisher thread."""
         last = time.monotonic()
+        tick_s = min(1.0, self.config.log_interval_s, max(0.05, self.settings.fsync_interval_s))
         while True:
-            await asyncio.sleep(min(1.0, self.config.log_interval_s))
+            await asyncio.sleep(tick_s)
             if self._publisher is not None and not self._publisher.is_alive():
                 self._fail(f"kafka publisher stopped: {self._publisher.error!r}")
                 return
             if self._landing is not None:
                 try:  # the fsync cadence also holds when no new frame arrives to trigger a flush
                     self._landing.sync_if_due()
+                    if self._deadletter is not None:
+                        self._deadletter.sync()
                 except OSError as exc:
                     self._fail(f"cannot sync landing files: {exc!r}")
                     return

@@ -189,5 +189,10 @@ class DeadLetterWriter:
         self.lines += 1
         return path
 
+    def sync(self) -> None:
+        """fsync what was written since the last sync (the ingestor calls this every second)."""
+        self._cache.flush()
+        self._cache.sync()
+
     def close(self) -> None:
         self._cache.close()

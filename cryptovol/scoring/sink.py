@@ -45,6 +45,19 @@ PREDICTION_SCHEMA = pa.schema([
 ])
 
 
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_prediction_parts(frame: pd.DataFrame, root: Path) -> list[Path]:
     """Append `frame` (PREDICTION_COLUMNS) as one new part file per product and UTC event day."""
     if frame.empty:
@@ -60,7 +73,11 @@ def write_prediction_parts(frame: pd.DataFrame, root: Path) -> list[Path]:
         table = pa.Table.from_pandas(
             part.loc[:, list(PREDICTION_COLUMNS)], schema=PREDICTION_SCHEMA, preserve_index=False
         )
-        pq.write_table(table, tmp)
+        with open(tmp, "wb") as fh:  # durable before the offsets that cover it are committed
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, final)
+        _fsync_dir(directory)
         written.append(final)
     return written
