@@ -261,28 +261,47 @@ class DagsterHandle:
 
 
 @pytest.fixture
-def dagster_dev(data_dir: Path, tmp_path: Path) -> Iterator[DagsterHandle]:
-    """`dagster dev` on a free port with DAGSTER_HOME under the tmp data dir (automation off, so
-    schedules and sensors do not launch runs the test did not ask for). Stopped at teardown."""
+def dagster_dev_factory(data_dir: Path, tmp_path: Path) -> Iterator[Callable[..., DagsterHandle]]:
+    """`start(home=None) -> DagsterHandle`: `dagster dev` (webserver + daemon) on a free port with
+    DAGSTER_HOME `home` (default: <tmp data dir>/dagster with the SQLite instance config) and
+    automation off, so schedules and sensors do not launch runs the test did not ask for. The rest
+    of the environment is inherited (e.g. DAGSTER_PG_* for a PostgreSQL instance). Stops all at teardown."""
     from cryptovol.procs import http_ok
     from orchestration.dev import dagster_dev_command, dagster_env, prepare_dagster_home
 
-    home = prepare_dagster_home(home=data_dir / "dagster")
-    port = free_port()
-    env = {**dagster_env(home), "CRYPTOVOL_DATA_DIR": str(data_dir), "CRYPTOVOL_DAGSTER_AUTOMATION": "off"}
-    process = ManagedProcess(
-        "dagster-dev",
-        dagster_dev_command(port),
-        log_path=tmp_path / "dagster-dev.log",
-        env=env,
-        cwd=REPO_ROOT,
-        ready=lambda: http_ok(f"http://127.0.0.1:{port}/server_info", timeout_s=2.0),
-    )
-    process.start(timeout_s=180)
+    started: list[DagsterHandle] = []
+
+    def start(home: Path | None = None) -> DagsterHandle:
+        home = home or prepare_dagster_home(home=data_dir / "dagster")
+        port = free_port()
+        env = {**dagster_env(home), "CRYPTOVOL_DATA_DIR": str(data_dir),
+               "CRYPTOVOL_DAGSTER_AUTOMATION": "off"}
+        name = f"dagster-dev-{len(started)}" if started else "dagster-dev"
+        process = ManagedProcess(
+            name,
+            dagster_dev_command(port),
+            log_path=tmp_path / f"{name}.log",
+            env=env,
+            cwd=REPO_ROOT,
+            ready=lambda: http_ok(f"http://127.0.0.1:{port}/server_info", timeout_s=2.0),
+        )
+        handle = DagsterHandle(url=f"http://127.0.0.1:{port}", port=port, home=home, process=process)
+        started.append(handle)
+        process.start(timeout_s=180)
+        return handle
+
     try:
-        yield DagsterHandle(url=f"http://127.0.0.1:{port}", port=port, home=home, process=process)
+        yield start
     finally:
-        process.stop(timeout_s=30)
+        for handle in started:
+            handle.process.stop(timeout_s=30)
+
+
+@pytest.fixture
+def dagster_dev(dagster_dev_factory: Callable[..., DagsterHandle]) -> DagsterHandle:
+    """`dagster dev` on a free port with DAGSTER_HOME under the tmp data dir (automation off, so
+    schedules and sensors do not launch runs the test did not ask for). Stopped at teardown."""
+    return dagster_dev_factory()
 
 
 # --- BentoML service (bentoml serve bento.service:SpikeService) --------------------------------
