@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict, create_model, model_validator
 
-from cryptovol.config import PRODUCT_ID_MAX_LEN, PRODUCT_ID_PATTERN, load_env
+from cryptovol.config import PRODUCT_ID_PATTERN, load_env
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET, KEY_COLUMNS
 from cryptovol.ticks import TICK_COLUMNS, TICK_DTYPES, TickError, parse_timestamp_ns
 
@@ -41,8 +41,10 @@ def max_ticks_from_env() -> int:
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 EventTimeNs = Annotated[int, Strict(), Field(ge=0, le=INT64_MAX, description="UTC ns since the epoch")]
 Sequence = Annotated[int, Strict(), Field(ge=-1, le=INT64_MAX)]
-#: A product id: the platform's one rule (cryptovol.config.valid_product_id), e.g. BTC-USD.
-ProductId = Annotated[str, Field(min_length=3, max_length=PRODUCT_ID_MAX_LEN, pattern=PRODUCT_ID_PATTERN)]
+#: A product id: the platform's one rule (cryptovol.config.valid_product_id), e.g. BTC-USD. The
+#: pattern alone bounds the length (<= PRODUCT_ID_MAX_LEN); schemathesis cannot generate strings for
+#: a pattern combined with min/max lengths.
+ProductId = Annotated[str, Field(pattern=PRODUCT_ID_PATTERN)]
 
 
 #: A feature value: a real, finite JSON number (ints accepted, strings/bools/null/NaN/inf refused).
@@ -89,7 +91,19 @@ class Prediction(BaseModel):
     event_time_ns: int | None = None
 
 
-PositivePrice = Annotated[float, Strict(), AllowInfNan(False), Field(gt=0)]
+
+
+def _openapi30_exclusive_minimum(schema: dict[str, Any]) -> None:
+    """`exclusiveMinimum: 0` (JSON Schema 2020) in the OpenAPI 3.0 form BentoML publishes
+    (`minimum: 0, exclusiveMinimum: true`), so generators and clients read the spec right."""
+    if isinstance(schema.get("exclusiveMinimum"), int | float):
+        schema["minimum"] = schema["exclusiveMinimum"]
+        schema["exclusiveMinimum"] = True
+
+
+PositivePrice = Annotated[
+    float, Strict(), AllowInfNan(False), Field(gt=0, json_schema_extra=_openapi30_exclusive_minimum)
+]
 Size = Annotated[float, Strict(), AllowInfNan(False), Field(ge=0)]
 
 
@@ -115,9 +129,14 @@ class TickIn(BaseModel):
             raise ValueError("event_time_ns or event_time is required")
         if self.event_time_ns is None:
             try:
-                self.event_time_ns = parse_timestamp_ns(self.event_time or "")
+                ns = parse_timestamp_ns(self.event_time or "")
             except TickError as exc:
                 raise ValueError(f"event_time: {exc}") from exc
+            except (ArithmeticError, ValueError):  # e.g. year 1: outside pandas' ns range
+                ns = -1
+            if not 0 <= ns <= INT64_MAX:
+                raise ValueError(f"event_time: {self.event_time!r} is before 1970 or past 2262")
+            self.event_time_ns = ns
         if self.best_bid > self.best_ask:
             raise ValueError(f"crossed book: best_bid={self.best_bid} > best_ask={self.best_ask}")
         return self
