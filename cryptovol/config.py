@@ -49,8 +49,13 @@ PRODUCT_ID_PATTERN = r"^[A-Z0-9]{1,15}-[A-Z0-9]{1,15}$"
 PRODUCT_ID_RE = re.compile(PRODUCT_ID_PATTERN)
 
 
-def valid_product_id(text: str) -> bool:
-    """True for an id such as `BTC-USD`: <= PRODUCT_ID_MAX_LEN characters, BASE-QUOTE, A-Z0-9."""
+def valid_product_id(text: object) -> bool:
+    """True for an id such as `BTC-USD`: <= PRODUCT_ID_MAX_LEN characters, BASE-QUOTE, A-Z0-9.
+
+    Any other value (None, a number, a list: whatever a message held) is simply not valid.
+    """
+    if not isinstance(text, str):
+        return False
     return len(text) <= PRODUCT_ID_MAX_LEN and PRODUCT_ID_RE.fullmatch(text) is not None
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import numpy as np
 import pandas as pd
+
+from cryptovol.config import PRODUCT_ID_MAX_LEN, PRODUCT_ID_PATTERN, valid_product_id  # noqa: F401 (re-export)
 
 #: Columns of the tabular form of ticks (`ticks_to_frame`), in order.
 TICK_COLUMNS = (
@@ -34,13 +35,9 @@ TICK_COLUMNS = (
 
 _TICK_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
-#: The one rule for a product id (`BTC-USD`, `ETH-USDC`, `BTC-PERP-INTX`): upper-case letters and
-#: digits in two or three dash-separated parts. Product ids become directory names (landing files,
-#: lake partitions) and SQL literals, so every such place checks this rule first.
-PRODUCT_ID_PATTERN = r"[A-Z0-9]{1,16}(?:-[A-Z0-9]{1,16}){1,2}"
-_PRODUCT_ID_RE = re.compile(PRODUCT_ID_PATTERN)
-#: The longest id the rule allows (3 x 16 + 2 dashes).
-PRODUCT_ID_MAX_LEN = 50
+# The one rule for a product id is `cryptovol.config.valid_product_id` (re-exported here beside the
+# tick record): product ids become directory names (landing files, lake partitions) and SQL
+# literals, so every such place checks it first.
 
 #: Integer fields of a tick must fit the int64 columns they land in.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -111,13 +108,6 @@ class Tick(msgspec.Struct, frozen=True, gc=False):
 #: Strict JSON -> `Tick` (int fields must be JSON integers, float fields numbers, no booleans;
 #: unknown keys ignored). Raises `msgspec.DecodeError`; `Tick.from_json` is the lenient reader.
 TICK_DECODER = msgspec.json.Decoder(Tick)
-
-
-def valid_product_id(product: object) -> bool:
-    """True for a product id that may become a path or a SQL literal (see `PRODUCT_ID_PATTERN`)."""
-    return isinstance(product, str) and len(product) <= PRODUCT_ID_MAX_LEN and bool(
-        _PRODUCT_ID_RE.fullmatch(product)
-    )
 
 
 def check_product_id(product: object) -> str:

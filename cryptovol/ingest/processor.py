@@ -112,7 +112,7 @@ class FrameProcessor:
         self.publish = publish
         self.stats = stats
         self.source = source
-        self.dedup = dedup or RecentKeys()
+        self.dedup = dedup if dedup is not None else RecentKeys()  # an empty one is falsy
         self.raw_topic = raw_topic
         self.deadletter_topic = deadletter_topic
         self.batch_size = max(1, batch_size)

@@ -347,3 +347,29 @@ def test_landing_lines_are_fsynced_on_the_configured_cadence(tmp_path: Path):
     assert landing.syncs == 1  # not due yet: no fsync per frame
     landing.close()  # close always syncs
     assert len(ndjson_lines(tmp_path / "raw")) == 2
+
+
+def test_a_frame_with_several_bad_tickers_is_one_bounded_dead_letter(rig):
+    proc, stats, sink, root = rig
+    proc.process(frame(ticker(price="x"), ticker(best_bid="-1"), ticker("ETH-USD"), ticker(best_ask="")),
+                 rx(1))
+    [letter] = [json.loads(line) for f in (root / "deadletter").glob("*.ndjson")
+                for line in f.read_text().splitlines()]
+    assert letter["tickers"] == 3 and [e["index"] for e in letter["errors"]] == [0, 1, 3]
+    assert letter["reason"] == "non_numeric" and len(sink.topic(TOPIC_DEADLETTER)) == 1
+    assert stats.deadlettered == 3 and stats.deadletter_records == 1 and stats.landed == 1
+    assert stats.received == stats.landed + stats.duplicates + stats.deadlettered
+
+
+def test_products_never_subscribed_are_dead_lettered_and_not_remembered(tmp_path: Path):
+    stats, sink, keys = IngestStats(), Sink(), RecentKeys(64)
+    landing, dead = LandingWriter(tmp_path / "raw"), DeadLetterWriter(tmp_path / "deadletter")
+    proc = FrameProcessor(landing=landing, deadletter=dead, publish=sink, stats=stats, source="t",
+                          dedup=keys, products=["BTC-USD"])
+    for i in range(50):
+        proc.process(frame(ticker(f"X{i}-USD"), seq=i), rx(i))
+    proc.process(frame(ticker("BTC-USD"), seq=50), rx(50))
+    landing.close()
+    dead.close()
+    assert stats.deadletter_reasons == {"unsubscribed_product": 50} and stats.landed == 1
+    assert len(keys) == 1 and [p.name for p in (tmp_path / "raw").iterdir()] == ["BTC-USD"]
