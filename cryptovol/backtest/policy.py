@@ -1,7 +1,8 @@
 """Exposure rules driven by a signal, and their parameters chosen on validation rows only.
 
-- `overlay` (binary): hold the base long (1.0); cut to `cut_to` while the spike probability is at
-  or above the threshold. Candidate thresholds: the model's own decision threshold (best F1 on
+- `overlay` (binary): hold the base long (1.0); cut to `cut_to` when the spike probability reaches
+  the threshold, for the label horizon after the last alert (`hold_rows`). Candidate
+  thresholds: the model's own decision threshold (best F1 on
   validation) and the validation-probability quantiles for alert rates 5-30%; the candidate with
   the best net Sharpe on the validation rows wins (costs included), so a signal that does not pay
   on validation ends up cutting rarely, never because the test rows said so.
@@ -28,14 +29,24 @@ ALERT_RATES = (0.05, 0.10, 0.20, 0.30)
 
 @dataclass
 class Overlay:
+    """Cut to `cut_to` from an alert row until `hold_rows` rows have passed without a new alert:
+    the signal predicts the next label horizon (60 s), so the cut lasts that long instead of
+    flickering with every tick of the probability (which would pay the spread each time)."""
+
     threshold: float
     cut_to: float = 0.0
+    hold_rows: int = 60
 
     def target(self, probability: np.ndarray, frame: pd.DataFrame | None = None) -> np.ndarray:
-        return np.where(np.asarray(probability, float) >= self.threshold, self.cut_to, 1.0)
+        alert = (np.asarray(probability, float) >= self.threshold).astype(float)
+        if self.hold_rows > 1 and alert.size:
+            # any alert in the last `hold_rows` rows (this one included): past rows only
+            alert = pd.Series(alert).rolling(self.hold_rows, min_periods=1).max().to_numpy()
+        return np.where(alert > 0, self.cut_to, 1.0)
 
     def describe(self) -> dict[str, Any]:
-        return {"rule": "overlay", "threshold": self.threshold, "cut_to": self.cut_to}
+        return {"rule": "overlay", "threshold": self.threshold, "cut_to": self.cut_to,
+                "hold_rows": self.hold_rows}
 
 
 @dataclass
@@ -83,7 +94,7 @@ def run_rule(rule: Overlay | VolTarget, probability: np.ndarray, frame: pd.DataF
 
 def choose_overlay(probability: np.ndarray, frame: pd.DataFrame, costs: CostModel, *,
                    decision_threshold: float | None = None, cut_to: float = 0.0,
-                   grid_s: float = 1.0) -> tuple[Overlay, dict[str, float]]:
+                   grid_s: float = 1.0, hold_rows: int = 60) -> tuple[Overlay, dict[str, float]]:
     """The overlay threshold with the best net Sharpe on these (validation) rows."""
     p = np.asarray(probability, float)
     candidates = sorted({float(np.quantile(p, 1.0 - r)) for r in ALERT_RATES}
@@ -91,11 +102,11 @@ def choose_overlay(probability: np.ndarray, frame: pd.DataFrame, costs: CostMode
     ppy = periods_per_year(grid_s)
     scores = {}
     for threshold in candidates:
-        result = run_rule(Overlay(threshold, cut_to), p, frame, costs)
+        result = run_rule(Overlay(threshold, cut_to, hold_rows), p, frame, costs)
         s = sharpe(result.net, ppy)
         scores[threshold] = s if np.isfinite(s) else -np.inf
     best = max(candidates, key=lambda t: scores[t])  # ties: the lowest threshold listed first
-    return Overlay(best, cut_to), {f"val_sharpe@{t:.4g}": v for t, v in scores.items()}
+    return Overlay(best, cut_to, hold_rows), {f"val_sharpe@{t:.4g}": v for t, v in scores.items()}
 
 
 def sort_rows(frame: pd.DataFrame) -> np.ndarray:

@@ -126,7 +126,9 @@ def render_report(result: BacktestResult, *, command: str, images: dict[str, Pat
            if result.info.get("out_of_period_champion") else
            "; on the 2026-04 slices: the last fold's chosen model (no registered champion loaded)."),
         "- Strategy: a long position of 1 (buy-and-hold) with a risk overlay. `overlay`: cut to "
-        f"{c.cut_to:g} while the spike probability >= threshold; `voltarget`: exposure = min(1, target vol / "
+        f"{c.cut_to:g} when the spike probability reaches the threshold, for "
+        f"{'the label horizon' if c.hold_s is None else f'{c.hold_s:g} s'} after the last alert; "
+        "`voltarget`: exposure = min(1, target vol / "
         "predicted vol), predicted vol = trailing rv_300s (scaled to the horizon) x "
         "E[vol ratio | probability] (isotonic, fitted on validation).",
         "- No look-ahead: the target from row t is executed at row t+1's quote and first earns row t+2's "

@@ -41,6 +41,8 @@ class BacktestConfig:
     costs: CostModel = field(default_factory=CostModel)
     #: Exposure while the overlay's alert is on (0 = flat).
     cut_to: float = 0.0
+    #: How long the overlay stays cut after the last alert (None: the label horizon).
+    hold_s: float | None = None
     grid_s: float = 1.0
     #: Bootstrap: 300 rows = 5 minutes per block keeps volatility clusters together.
     block: int = 300
@@ -49,7 +51,8 @@ class BacktestConfig:
 
     def as_params(self) -> dict[str, Any]:
         return {"fee_bps": self.costs.fee_bps, "slippage_bps": self.costs.slippage_bps,
-                "half_spread": self.costs.spread, "cut_to": self.cut_to, "grid_s": self.grid_s,
+                "half_spread": self.costs.spread, "cut_to": self.cut_to, "hold_s": self.hold_s,
+                "grid_s": self.grid_s,
                 "bootstrap_block": self.block, "n_boot": self.n_boot, "seed": self.seed}
 
 
@@ -123,8 +126,10 @@ def _fit_rules(probability: np.ndarray, frame: pd.DataFrame, threshold: float, c
     ppy = BM.periods_per_year(config.grid_s)
     order = sort_rows(frame)
     frame, probability = frame.iloc[order].reset_index(drop=True), probability[order]
+    hold_s = config.hold_s if config.hold_s is not None else horizon_s
     overlay, _ = choose_overlay(probability, frame, config.costs, decision_threshold=threshold,
-                                cut_to=config.cut_to, grid_s=config.grid_s)
+                                cut_to=config.cut_to, grid_s=config.grid_s,
+                                hold_rows=max(1, int(round(hold_s / config.grid_s))))
     vt = VolTarget(horizon_s=horizon_s).fit(probability, frame, frame["vol_ratio"].to_numpy(float))
     return {rule: (r, BM.sharpe(run_rule(r, probability, frame, config.costs).net, ppy))
             for rule, r in (("overlay", overlay), ("voltarget", vt))}

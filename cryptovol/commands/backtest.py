@@ -26,6 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     bt.add_argument("--slippage-bps", type=float, default=1.0, help="slippage beyond half the spread")
     bt.add_argument("--no-spread", action="store_true", help="do not charge half the recorded spread")
     bt.add_argument("--cut-to", type=float, default=0.0, help="exposure while the overlay's alert is on")
+    bt.add_argument("--hold-s", type=float, default=None,
+                    help="stay cut this long after the last alert (default: the label horizon, 60 s)")
     bt.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     bt.add_argument("--block", type=int, default=300, help="bootstrap block length in rows (1 s each)")
     bt.add_argument("--seed", type=int, default=0)
@@ -37,12 +39,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="do not load the registered champion for the later-regime slices")
 
 
+def _sources(args: argparse.Namespace, settings) -> tuple[list[Path], dict[str, list[Path]], str]:
+    """(recordings for the walk-forward folds, {name: later-regime recordings}, description)."""
+    from cryptovol.models.dataset import MAIN_REAL_SERIES, OUT_OF_PERIOD_SERIES
+
+    if args.input:
+        return list(args.input), {}, ", ".join(map(str, args.input))
+    if args.real_data:
+        main = args.real_data / MAIN_REAL_SERIES
+        paths = [main if main.is_dir() else args.real_data]
+        slices = args.real_data / OUT_OF_PERIOD_SERIES
+        oop = {p.name: [p] for p in sorted(slices.iterdir()) if p.is_dir()} if slices.is_dir() else {}
+        return paths, oop, str(paths[0])
+    return [settings.raw_dir], {}, f"landing files under {settings.raw_dir}"
+
+
 def run(args: argparse.Namespace) -> int:
     from cryptovol.backtest.engine import CostModel
     from cryptovol.backtest.publish import backtest_dir, publish_backtest
     from cryptovol.backtest.run import BacktestConfig
     from cryptovol.backtest.signals import registered_champion
-    from cryptovol.commands.train import _sources
     from cryptovol.config import Settings, parse_products
     from cryptovol.models.dataset import build_training_set, load_recorded_ticks
     from cryptovol.models.training import TrainConfig
@@ -50,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     products = parse_products(args.products)
-    args.out_of_period = None
     train_paths, oop_paths, source = _sources(args, settings)
     try:
         ticks, info = load_recorded_ticks(train_paths, products=products)
@@ -71,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
                                regression_view=False, latency_repeats=1, seed=args.seed)
     config = BacktestConfig(costs=CostModel(fee_bps=args.fee_bps, slippage_bps=args.slippage_bps,
                                             spread=not args.no_spread),
-                            cut_to=args.cut_to, block=args.block, n_boot=args.n_boot, seed=args.seed)
+                            cut_to=args.cut_to, hold_s=args.hold_s, block=args.block, n_boot=args.n_boot,
+                            seed=args.seed)
     champion = None if args.no_champion or not oop else registered_champion(settings)
     argv = sys.argv[1:]
     command = ("cryptovol " + " ".join(argv[argv.index("backtest"):]) if "backtest" in argv

@@ -125,3 +125,17 @@ def test_bootstrap_of_identical_series_is_zero_and_seeded() -> None:
     first = paired_block_bootstrap(y, x, fn, n_boot=200, seed=3)
     assert first == paired_block_bootstrap(y, x, fn, n_boot=200, seed=3)
     assert first["low"] <= first["diff"] <= first["high"]
+
+
+def test_overlay_stays_cut_for_the_hold_after_the_last_alert_and_looks_only_back() -> None:
+    from cryptovol.backtest.policy import Overlay
+
+    p = np.zeros(200)
+    p[[50, 80]] = 0.9
+    target = Overlay(threshold=0.5, hold_rows=60).target(p)
+    np.testing.assert_array_equal(np.flatnonzero(target == 0.0), np.arange(50, 140))
+    for t in (10, 60, 120):
+        changed = p.copy()
+        changed[t] = 1.0
+        other = Overlay(threshold=0.5, hold_rows=60).target(changed)
+        np.testing.assert_array_equal(other[:t], target[:t])
