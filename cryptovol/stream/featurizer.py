@@ -60,6 +60,8 @@ from cryptovol.stream.sink import load_durable_state, remove_stale_temp_files, w
 from cryptovol.ticks import (
     INT64_MAX,
     INT64_MIN,
+    MIN_EVENT_TIME_NS,
+    NS_PER_S,
     TICK_DECODER,
     Tick,
     TickError,
@@ -206,29 +208,42 @@ def _decode_tick_checked(value: bytes | None, bounds: TickBounds = DEFAULT_BOUND
     return tick
 
 
+#: Product ids already found valid (bounded): the regex runs once per product, not once per tick.
+_VALID_PRODUCTS: set[str] = set()
+
+
 def _check_tick_values(tick: Tick, bounds: TickBounds = DEFAULT_BOUNDS) -> None:
     """Value rules both decoders share: a valid product id, int64 integers, positive finite prices,
-    sizes >= 0 (or NaN: missing), bid <= ask, and the event time within `bounds`."""
-    check_product_id(tick.product_id)
-    for name in _INT_FIELDS:
-        v = getattr(tick, name)
-        if not INT64_MIN <= v <= INT64_MAX:
-            raise TickError("bad_tick_value", f"{name} is outside int64"[:200])
-    for name in _PRICE_FIELDS:
-        v = getattr(tick, name)
-        if not (math.isfinite(v) and v > 0):
-            raise TickError("bad_tick_value", f"{name}={v!r} must be a positive number")
+    sizes >= 0 (or NaN: missing), bid <= ask, and the event time within `bounds`.
+
+    Written as plain comparisons on the hot path (every consumed record); the error paths call the
+    shared rule functions, so the reasons and details are theirs."""
+    product = tick.product_id
+    if product not in _VALID_PRODUCTS:
+        check_product_id(product)
+        if len(_VALID_PRODUCTS) < 4096:
+            _VALID_PRODUCTS.add(product)
+    et, rt, seq = tick.event_time_ns, tick.receive_time_ns, tick.sequence
+    if not (INT64_MIN <= et <= INT64_MAX and INT64_MIN <= rt <= INT64_MAX and INT64_MIN <= seq <= INT64_MAX):
+        name = next(n for n in _INT_FIELDS if not INT64_MIN <= getattr(tick, n) <= INT64_MAX)
+        raise TickError("bad_tick_value", f"{name} is outside int64")
+    price, bid, ask = tick.price, tick.best_bid, tick.best_ask
+    if not (0 < price < math.inf and 0 < bid < math.inf and 0 < ask < math.inf):  # NaN fails too
+        name, v = next((n, getattr(tick, n)) for n in _PRICE_FIELDS
+                       if not (math.isfinite(getattr(tick, n)) and getattr(tick, n) > 0))
+        raise TickError("bad_tick_value", f"{name}={v!r} must be a positive number")
     for name in _SIZE_FIELDS:
         v = getattr(tick, name)
-        if v < 0 or math.isinf(v):
+        if v < 0 or v == math.inf:
             raise TickError("bad_tick_value", f"{name}={v!r} is negative or infinite")
-    if tick.best_bid > tick.best_ask:
-        raise TickError("crossed_book", f"best_bid={tick.best_bid} > best_ask={tick.best_ask}")
-    et = tick.event_time_ns
-    check_event_time(et, tick.receive_time_ns, max_ahead_s=bounds.max_ahead_s,
-                     max_behind_s=bounds.max_behind_s)
+    if bid > ask:
+        raise TickError("crossed_book", f"best_bid={bid} > best_ask={ask}")
+    ahead_ns = bounds.max_ahead_s * NS_PER_S
     now_ns = time.time_ns() if bounds.now_ns is None else bounds.now_ns
-    check_event_time(et, now_ns, max_ahead_s=bounds.max_ahead_s, max_behind_s=None)
+    if not (et >= MIN_EVENT_TIME_NS and et - rt <= ahead_ns and rt - et <= bounds.max_behind_s * NS_PER_S
+            and et - now_ns <= ahead_ns):
+        check_event_time(et, rt, max_ahead_s=bounds.max_ahead_s, max_behind_s=bounds.max_behind_s)
+        check_event_time(et, now_ns, max_ahead_s=bounds.max_ahead_s, max_behind_s=None)
 
 
 class DeliveryFailed(RuntimeError):
