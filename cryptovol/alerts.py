@@ -5,16 +5,21 @@ lost when a chat tool is down; when `CRYPTOVOL_ALERT_WEBHOOK_URL` is set it is a
 Slack-compatible payload (`{"text": ..., "blocks": [...]}`), retried with exponential backoff.
 Delivery failures are logged (and recorded in the alert log), never raised: an alert must not
 crash the sensor or asset that emits it.
+
+The webhook URL is a secret (it is the credential of a Slack-style hook): only http(s) URLs are
+accepted, redirects are not followed, one alert takes at most `total_timeout_s` (retries and
+backoff included, `CRYPTOVOL_ALERT_TIMEOUT_S`), and the URL never appears in a log line, an
+exception or the alert log (errors name `<webhook>` instead).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptovol.config import Settings
+from cryptovol.config import Settings, load_env
 
 log = logging.getLogger(__name__)
 
@@ -89,25 +94,36 @@ class AlertNotifier:
         retries: int = 3,
         backoff_s: float = 0.5,
         timeout_s: float = 5.0,
+        total_timeout_s: float = 15.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.log_path = Path(log_path)
         self.webhook_url = (webhook_url or "").strip() or None
+        if self.webhook_url is not None:
+            check_webhook_url(self.webhook_url)
         self.retries = max(0, int(retries))
         self.backoff_s = float(backoff_s)
         self.timeout_s = float(timeout_s)
+        self.total_timeout_s = float(total_timeout_s)
         self._sleep = sleep
         self._lock = threading.Lock()
 
+    def __repr__(self) -> str:  # never the URL
+        hook = "<webhook>" if self.webhook_url else None
+        return f"AlertNotifier(log_path={str(self.log_path)!r}, webhook={hook})"
+
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> AlertNotifier:
-        """CRYPTOVOL_ALERT_WEBHOOK_URL, CRYPTOVOL_ALERT_RETRIES, CRYPTOVOL_ALERT_BACKOFF_S."""
-        settings = settings or Settings.from_env()
+        """CRYPTOVOL_ALERT_WEBHOOK_URL, _RETRIES, _BACKOFF_S, _TIMEOUT_S (validated by load_env)."""
+        env = load_env()
+        settings = settings or Settings.from_env(env)
+        url = env.alert_webhook_url.get_secret_value() if env.alert_webhook_url else None
         return cls(
             alert_log_path(settings),
-            os.environ.get("CRYPTOVOL_ALERT_WEBHOOK_URL"),
-            retries=int(os.environ.get("CRYPTOVOL_ALERT_RETRIES", "3") or 3),
-            backoff_s=float(os.environ.get("CRYPTOVOL_ALERT_BACKOFF_S", "0.5") or 0.5),
+            url,
+            retries=env.alert_retries,
+            backoff_s=env.alert_backoff_s,
+            total_timeout_s=env.alert_timeout_s,
         )
 
     def notify(self, kind: str, title: str, *, severity: str = "warning", **details: Any) -> Delivery:
@@ -146,30 +162,87 @@ class AlertNotifier:
             return False
 
     def _post(self, payload: dict[str, Any]) -> tuple[int, str]:
-        """POST with retries on network errors, 429 and 5xx; 4xx is permanent. -> (attempts, error)."""
+        """POST with retries on network errors, 429 and 5xx; 4xx and 3xx are permanent; the whole
+        delivery ends by `total_timeout_s`. -> (attempts, error without the URL)."""
         body = json.dumps(payload, default=str).encode()
+        deadline = time.monotonic() + self.total_timeout_s
         error = ""
-        for attempt in range(1, self.retries + 2):
+        attempt = 0
+        for attempt in range(1, self.retries + 2):  # noqa: B007 (reported after the loop)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return attempt - 1, f"{error}; gave up after {self.total_timeout_s:g} s".lstrip("; ")
+            status, error = self._attempt(body, min(self.timeout_s, remaining))
+            if not error:
+                return attempt, ""
+            if status is not None and (300 <= status < 500 and status != 429):
+                return attempt, error
+            if attempt <= self.retries:
+                pause = min(self.backoff_s * 2 ** (attempt - 1), deadline - time.monotonic())
+                if pause > 0:
+                    self._sleep(pause)
+        return attempt, error
+
+    def _attempt(self, body: bytes, timeout_s: float) -> tuple[int | None, str]:
+        """One POST, abandoned after `timeout_s` in all (a server trickling bytes included).
+        -> (HTTP status or None, error text with the URL redacted; "" on 2xx)."""
+        outcome: list[tuple[int | None, str]] = []
+
+        def post() -> None:
             request = urllib.request.Request(
-                self.webhook_url,
-                data=body,
-                method="POST",
-                headers={"Content-Type": "application/json"},
+                self.webhook_url or "", data=body, method="POST", headers={"Content-Type": "application/json"}
             )
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310
-                    if 200 <= response.status < 300:
-                        return attempt, ""
-                    error = f"HTTP {response.status}"
+                with _NO_REDIRECTS.open(request, timeout=timeout_s) as response:
+                    status = response.status
+                    outcome.append((status, "" if 200 <= status < 300 else f"HTTP {status}"))
             except urllib.error.HTTPError as exc:
-                error = f"HTTP {exc.code}"
-                if 400 <= exc.code < 500 and exc.code != 429:
-                    return attempt, error
-            except (OSError, ValueError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            if attempt <= self.retries:
-                self._sleep(self.backoff_s * 2 ** (attempt - 1))
-        return self.retries + 1, error
+                outcome.append((exc.code, f"HTTP {exc.code}"))
+            except Exception as exc:  # network errors, bad answers: never raised, never with the URL
+                outcome.append((None, redact(f"{type(exc).__name__}: {exc}", self.webhook_url)))
+
+        worker = threading.Thread(target=post, name="alert-webhook", daemon=True)
+        worker.start()
+        worker.join(timeout_s + 0.5)
+        if not outcome:
+            return None, f"no answer within {timeout_s:.1f} s"
+        return outcome[0]
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A webhook that redirects is misconfigured: the 3xx is the answer, nothing is followed."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_NoRedirect)
+
+
+def check_webhook_url(url: str) -> None:
+    """http(s) with a host, or ValueError (which never repeats the URL: it is a secret)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("the alert webhook URL must be an http:// or https:// URL (not shown: a secret)")
+
+
+def redact(text: str, url: str | None) -> str:
+    """`text` with the webhook URL and its host, path and query replaced by `<webhook>`."""
+    if not url:
+        return text
+    pieces = {url}
+    try:
+        parts = urllib.parse.urlsplit(url)
+        pieces |= {parts.netloc, parts.path, parts.query, parts.hostname or ""}
+        pieces |= {urllib.parse.quote(parts.path), f"{parts.path}?{parts.query}"}
+    except ValueError:
+        pass
+    for piece in sorted((p for p in pieces if len(p) > 1), key=len, reverse=True):
+        text = text.replace(piece, "<webhook>")
+    return text
 
 
 def read_alerts(path: Path, kind: str | None = None) -> list[dict[str, Any]]:

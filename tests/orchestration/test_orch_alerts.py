@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import time
 from pathlib import Path
+
+import pytest
 
 from cryptovol.alerts import CHAMPION_CHANGED, DELIVERY_FAILED, AlertNotifier, read_alerts
 from cryptovol.procs import free_port
+
+SECRET = "T0SECRET/B0SECRET/xoxsecrettoken"
 
 
 def test_alert_is_logged_and_posted_as_slack_payload(tmp_path: Path, webhook_factory) -> None:
@@ -73,3 +80,51 @@ def test_without_webhook_alerts_only_go_to_the_log(tmp_path: Path, monkeypatch) 
     delivery = notifier.notify("drift_detected", "drift share 0.70", share=0.7)
     assert delivery.webhook == "disabled"
     assert read_alerts(notifier.log_path, kind="drift_detected")[0]["details"] == {"share": 0.7}
+
+
+@pytest.mark.parametrize("url", [
+    f"file:///etc/{SECRET}", f"ftp://hooks.example/{SECRET}", f"hooks.example/{SECRET}", f"http:///{SECRET}",
+])
+def test_only_http_webhooks_are_accepted_and_the_refusal_does_not_echo_the_url(tmp_path: Path, url) -> None:
+    with pytest.raises(ValueError, match="http:// or https://") as refused:
+        AlertNotifier(tmp_path / "a.jsonl", url)
+    assert "SECRET" not in str(refused.value)
+
+
+def test_a_webhook_that_never_answers_takes_at_most_the_total_timeout(tmp_path: Path) -> None:
+    with socket.socket() as silent:  # accepts connections (backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/{SECRET}"
+        notifier = AlertNotifier(tmp_path / "a.jsonl", url, retries=5, backoff_s=0.2, timeout_s=5.0,
+                                 total_timeout_s=1.5)
+        started = time.monotonic()
+        delivery = notifier.notify("drift_detected", "drift")
+        elapsed = time.monotonic() - started
+    assert delivery.webhook == "failed" and "gave up after 1.5 s" in delivery.error, delivery.error
+    assert elapsed < 1.5 + 1.0, elapsed  # one attempt's join slack at most
+    assert read_alerts(tmp_path / "a.jsonl", kind="drift_detected")  # still logged
+
+
+def test_the_webhook_url_never_appears_in_logs_errors_or_the_alert_log(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    urls = [
+        f"http://127.0.0.1:{free_port()}/{SECRET}",  # connection refused
+        f"http://127.0.0.1:{free_port()}/{SECRET} with spaces",  # http.client names the bad URL
+        f"https://no-such-host.invalid/{SECRET}",  # name resolution fails (no network needed)
+    ]
+    for i, url in enumerate(urls):
+        notifier = AlertNotifier(tmp_path / "alerts.jsonl", url, retries=1, backoff_s=0.01, total_timeout_s=5)
+        delivery = notifier.notify("run_failed", f"run {i} failed")
+        assert delivery.webhook == "failed" and delivery.error, delivery
+        assert "SECRET" not in delivery.error and "SECRET" not in repr(notifier), delivery.error
+    assert "SECRET" not in caplog.text
+    assert "SECRET" not in (tmp_path / "alerts.jsonl").read_text()
+    assert "<webhook>" in (tmp_path / "alerts.jsonl").read_text()
+
+
+def test_a_redirect_is_not_followed(tmp_path: Path, webhook_factory) -> None:
+    hook = webhook_factory([302, 200])
+    delivery = AlertNotifier(tmp_path / "a.jsonl", hook.url, retries=3, backoff_s=0.01).notify("x", "y")
+    assert (delivery.webhook, delivery.attempts, delivery.error) == ("failed", 1, "HTTP 302")
+    assert len(hook.bodies) == 1
