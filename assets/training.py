@@ -1,62 +1,64 @@
 """Training lineage: labels -> training_dataset -> {baseline, logistic, xgboost}_model ->
 model_evaluation -> champion_model.
 
-Each step calls the cryptovol core (`cryptovol.labels`, `cryptovol.models.*`) and keeps its result
-under `<data>/training/` for the next step:
+Every step is one call into the core model lifecycle (`cryptovol.models.lifecycle`, the same
+steps `cryptovol train` runs in one go), and each value travels to the next asset through the
+lake IO manager (`orchestration.io_managers`, pickles under `<data>/assets/`):
 
-- `labels`: forward realized vol and the regime-relative ratio for every feature row in the lake.
-- `training_dataset`: the same feature rows, labelled with the `labels` config on a 1-second grid,
-  segments split at gaps (`cryptovol.models.dataset.training_set_from_features`, shared with the
-  CLI), with the purged walk-forward folds (time-ordered fit / validation / test, embargo >= label
-  horizon).
-- `*_model`: purged walk-forward evaluation of one model kind against the baselines on those
-  folds, tracked as one MLflow run (the fitted model is logged) nested under the Dagster run's
-  MLflow run from dagster-mlflow (`mlflow_tracking`); both are tagged with the Dagster run id.
-- `model_evaluation`: every kind side by side; the learned kind with the best mean validation
-  PR-AUC is chosen (test folds are never used for choices, as in `cryptovol.models.training`).
-- `champion_model`: the chosen model is registered as challenger and goes through the promotion
-  gate (`cryptovol.models.registry.run_promotion_gate`); the `champion` alias moves only if it wins.
+- `labels`: the feature rows of the window and their forward labels (`LabelledFeatures`).
+- `training_dataset`: the 1 s training matrix (`training_set_from_features`, shared with the CLI)
+  and the purged walk-forward config.
+- `*_model`: walk-forward evaluation of the asset's kinds, one MLflow child run (params, metrics,
+  plots, the input dataset) under the Dagster run's MLflow run, with the candidate model logged.
+- `model_evaluation`: every kind side by side; the learned challenger (validation only) against
+  the best baseline through the promotion gate (`cryptovol.models.gate`) on the pooled test folds.
+- `champion_model`: registers the learned challenger and the best baseline, gates the candidate
+  against the champion (first time: it becomes champion) and moves the aliases.
 """
 
 import json
-import os
-import pickle
-import tempfile
-from dataclasses import asdict
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from assets.metadata import numbers, path_value, preview, time_value
+from assets.metadata import numbers, preview, time_value
 from cryptovol.alerts import CHAMPION_CHANGED
-from cryptovol.config import Settings
-from orchestration.resources import AlertsResource, LakeResource, MlflowResource, MlflowTrackingResource
+from cryptovol.models.fitting import DEFAULT_PARAMS
+from cryptovol.models.gate import GateConfig
+from orchestration.resources import (
+    TRAINING_IO_MANAGER,
+    AlertsResource,
+    LakeResource,
+    MlflowResource,
+    MlflowTrackingResource,
+)
 
-SUMMARY_COLUMNS = ("pr_auc_mean", "pr_auc_std", "roc_auc_mean", "brier_mean", "f1_mean", "base_rate_mean")
 
-
-def training_dir(settings: Settings) -> Path:
+def training_dir(settings: Any) -> Any:
+    """`<data>/training/`: legacy files for readers outside the IO-manager flow (assets/backtest.py
+    reads `training_set.pkl` and `model_evaluation.json` there); the training assets themselves pass
+    values through the IO manager."""
     return settings.data_dir / "training"
 
 
-def _atomic_bytes(path: Path, data: bytes) -> Path:
+def _write_legacy(settings: Any, name: str, data: bytes) -> None:
+    import os
+    import tempfile
+
+    path = training_dir(settings) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=path.parent)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
-    return path
 
 
-def _atomic_parquet(frame: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".parquet", dir=path.parent)
-    os.close(fd)
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+SUMMARY_COLUMNS = ("pr_auc_mean", "pr_auc_std", "pr_auc_pooled", "pr_auc_recent", "roc_auc_mean",
+                   "brier_pooled", "base_rate_mean")
+_GATE = GateConfig()
+_XGB = DEFAULT_PARAMS["xgboost"]
 
 
 # --- labels -----------------------------------------------------------------------------------------
@@ -101,18 +103,18 @@ class LabelsConfig(dg.Config):
 @dg.asset(
     deps=["features"],
     group_name="training",
-    kinds={"parquet", "pandas"},
+    kinds={"pandas"},
+    io_manager_key=TRAINING_IO_MANAGER,
     description=(
-        "Forward-looking labels for every feature row: `fwd_rv` (realized vol over the next H s, "
-        "never across a gap) and `vol_ratio` (fwd_rv relative to trailing rv). Rows without a full "
-        "horizon are dropped. `<data>/training/labels.parquet`."
+        "Forward-looking labels for every feature row of the window: `fwd_rv` (realized vol over the "
+        "next H s, never across a gap) and `vol_ratio` (fwd_rv relative to trailing rv), with the "
+        "feature rows themselves (`cryptovol.models.dataset.LabelledFeatures`)."
     ),
 )
-def labels(
-    context: dg.AssetExecutionContext, config: LabelsConfig, lake: LakeResource
-) -> dg.MaterializeResult:
+def labels(context: dg.AssetExecutionContext, config: LabelsConfig, lake: LakeResource) -> dg.Output:
     from cryptovol import lake as core_lake
     from cryptovol.labels import make_labels
+    from cryptovol.models.dataset import LabelledFeatures
 
     settings = lake.settings()
     label_config = config.label_config()
@@ -123,14 +125,12 @@ def labels(
             description=f"no feature rows in {settings.features_dir}: materialize `features` first"
         )
     frame = make_labels(features_frame, label_config)
-    path = _atomic_parquet(frame, training_dir(settings) / "labels.parquet")
-    _atomic_bytes(
-        path.with_suffix(".json"),
-        json.dumps({"label_config": asdict(label_config), "start": start, "end": end}).encode(),
-    )
     ratio = frame[label_config.value_column]
     per_product = frame.groupby("product_id", observed=True).size().to_dict()
-    return dg.MaterializeResult(
+    value = LabelledFeatures(features=features_frame, labels=frame, label_config=label_config,
+                             start=start, end=end)
+    return dg.Output(
+        value,
         metadata={
             "rows": dg.MetadataValue.int(len(frame)),
             "feature_rows": dg.MetadataValue.int(len(features_frame)),
@@ -141,13 +141,20 @@ def labels(
             f"{label_config.value_column}_p90": dg.MetadataValue.float(float(ratio.quantile(0.9))),
             "first_event_time": time_value(int(frame["event_time_ns"].min()) if len(frame) else None),
             "last_event_time": time_value(int(frame["event_time_ns"].max()) if len(frame) else None),
-            "path": path_value(path),
             "preview": preview(frame),
-        }
+        },
     )
 
 
 # --- training_dataset ---------------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedDataset:
+    """The `training_dataset` value: the matrix and how it is cut into folds."""
+
+    training_set: Any
+    walk_forward: Any
 
 
 class DatasetConfig(dg.Config):
@@ -166,31 +173,26 @@ class DatasetConfig(dg.Config):
 
 
 @dg.asset(
-    deps=[labels],
     group_name="training",
-    kinds={"parquet", "pandas"},
+    kinds={"pandas"},
+    io_manager_key=TRAINING_IO_MANAGER,
     description=(
-        "The training matrix: the feature rows of the labelled window, split into gap-free segments, "
-        "labelled with the `labels` config and sampled on a 1 s grid (`cryptovol.models.dataset."
-        "training_set_from_features`, the same code as `cryptovol train`), with time-ordered purged "
-        "walk-forward folds (fit / validation / test, embargo >= the label horizon). "
-        "`<data>/training/training_set.pkl`."
+        "The training matrix: the labelled feature rows split into gap-free segments and sampled on "
+        "a 1 s grid (`cryptovol.models.dataset.training_set_from_features`, the same code as "
+        "`cryptovol train`), with time-ordered purged walk-forward folds (fit / validation / test, "
+        "embargo >= the label horizon)."
     ),
 )
 def training_dataset(
-    context: dg.AssetExecutionContext, config: DatasetConfig, lake: LakeResource
-) -> dg.MaterializeResult:
+    context: dg.AssetExecutionContext, config: DatasetConfig, labels: Any, lake: LakeResource
+) -> dg.Output:
+    import pickle
+
     import pandas as pd
 
-    from cryptovol import lake as core_lake
-    from cryptovol.labels import LabelConfig
-    from cryptovol.models.dataset import training_set_from_features
     from cryptovol.models.walkforward import WalkForwardConfig, walk_forward_folds
 
-    settings = lake.settings()
-    # The label definition and the day window are the ones `labels` was materialized with.
-    stored = json.loads((training_dir(settings) / "labels.json").read_text())
-    label_config = LabelConfig(**stored["label_config"])
+    label_config = labels.label_config
     walk_forward = WalkForwardConfig(
         n_folds=config.n_folds,
         scheme=config.scheme,
@@ -198,13 +200,9 @@ def training_dataset(
         val_fraction=config.val_fraction,
     )
     walk_forward.check(label_config.horizon_s)
-
-    features_frame = core_lake.read_features(settings, settings.products, stored["start"], stored["end"])
-    training_set = training_set_from_features(
-        features_frame, label_config, grid_s=config.grid_s, min_segment_s=config.min_segment_s
-    )
+    training_set = labels.training_set(grid_s=config.grid_s, min_segment_s=config.min_segment_s)
+    training_set.info["source"] = f"feature lake, days {labels.start or 'first'} .. {labels.end or 'last'}"
     rows, info = training_set.frame, training_set.info
-
     folds = list(
         walk_forward_folds(rows["event_time_ns"].to_numpy(), walk_forward, horizon_s=label_config.horizon_s)
     )
@@ -224,23 +222,21 @@ def training_dataset(
         }
         for f in folds
     ]
-    path = _atomic_bytes(
-        training_dir(settings) / "training_set.pkl",
-        pickle.dumps({"training_set": training_set, "walk_forward": walk_forward}),
-    )
     last = folds[-1]
-    return dg.MaterializeResult(
+    _write_legacy(lake.settings(), "training_set.pkl",
+                  pickle.dumps({"training_set": training_set, "walk_forward": walk_forward}))
+    return dg.Output(
+        PreparedDataset(training_set=training_set, walk_forward=walk_forward),
         metadata={
             "rows": dg.MetadataValue.int(len(rows)),
-            "segments": dg.MetadataValue.json(info),
+            "segments": dg.MetadataValue.json({k: v for k, v in info.items() if k != "products"}),
             "folds": dg.MetadataValue.md(pd.DataFrame(fold_table).to_markdown(index=False)),
             "train_rows": dg.MetadataValue.int(len(last.fit)),
             "validation_rows": dg.MetadataValue.int(len(last.val)),
             "test_rows": dg.MetadataValue.int(len(last.test)),
             "purge_gap_s": dg.MetadataValue.float(walk_forward.embargo_s),
             **{k: v for k, v in training_set.window().items() if not k.endswith("_ns")},
-            "path": path_value(path),
-        }
+        },
     )
 
 
@@ -251,8 +247,7 @@ class ModelRunConfig(dg.Config):
     target_alert_rate: float | None = Field(
         default=None, description="Decision threshold for this alert rate; unset = best F1 on validation."
     )
-    n_boot: int = Field(default=200, description="Bootstrap resamples for the PR-AUC difference CI.")
-    seed: int = Field(default=0, description="Seed for the bootstrap and the models.")
+    seed: int = Field(default=0, description="Seed for the models.")
 
 
 class BaselineConfig(ModelRunConfig):
@@ -260,156 +255,155 @@ class BaselineConfig(ModelRunConfig):
 
 
 class LogisticConfig(ModelRunConfig):
-    C: float = Field(default=0.1, description="Inverse L2 regularization strength (class-weighted, scaled).")
+    C: float = Field(
+        default=DEFAULT_PARAMS["logistic"]["C"],
+        description="Inverse L2 regularization strength (class-weighted, scaled).",
+    )
 
 
 class XGBoostConfig(ModelRunConfig):
     n_estimators: int = Field(
-        default=400, description="Maximum boosting rounds (early stopping on validation)."
+        default=_XGB["n_estimators"], description="Maximum boosting rounds (early stopping on validation)."
     )
-    max_depth: int = Field(default=3, description="Tree depth.")
-    learning_rate: float = Field(default=0.05, description="Shrinkage per round.")
-    early_stopping_rounds: int = Field(default=30, description="Stop after this many rounds without gain.")
-    min_child_weight: float = Field(default=20.0, description="Minimum hessian weight per leaf.")
-    n_jobs: int = Field(default=2, description="Threads.")
+    max_depth: int = Field(default=_XGB["max_depth"], description="Tree depth.")
+    learning_rate: float = Field(default=_XGB["learning_rate"], description="Shrinkage per round.")
+    early_stopping_rounds: int = Field(
+        default=_XGB["early_stopping_rounds"], description="Stop after this many rounds without gain."
+    )
+    min_child_weight: float = Field(
+        default=_XGB["min_child_weight"], description="Minimum hessian weight per leaf."
+    )
+    n_jobs: int = Field(default=_XGB["n_jobs"], description="Threads.")
     regression_view: bool = Field(
         default=True, description="Also forecast forward vol (QLIKE/MSE vs HAR and EWMA) on every fold."
     )
 
 
+@dataclass
+class ModelCandidates:
+    """A model asset's value: its walk-forward evaluation and the models it logged to MLflow."""
+
+    evaluation: Any
+    logged: dict[str, Any]
+    run_id: str
+
+
 def _evaluate_and_track(
     context: dg.AssetExecutionContext,
     *,
-    kind: str,
+    dataset: PreparedDataset,
+    learned: tuple[str, ...],
     baselines: tuple[str, ...],
     params: dict[str, Any],
     config: ModelRunConfig,
-    lake: LakeResource,
     mlflow_tracking: MlflowTrackingResource,
-) -> dg.MaterializeResult:
-    """Walk-forward evaluation of `kind` (+ `baselines`) and one MLflow run with the fitted model,
-    nested under the Dagster run's MLflow run."""
+) -> dg.Output:
+    """Walk-forward evaluation of this asset's kinds and one MLflow child run (nested under the
+    Dagster run's MLflow run) with the candidate model logged."""
     import pandas as pd
 
-    from cryptovol.models.training import TrainConfig, evaluate_walk_forward, log_evaluation
+    from cryptovol.models.lifecycle import log_models, log_run
+    from cryptovol.models.training import TrainConfig, evaluate_walk_forward
 
-    settings = lake.settings()
-    stored = pickle.loads((training_dir(settings) / "training_set.pkl").read_bytes())
-    training_set = stored["training_set"]
+    training_set = dataset.training_set
     train_config = TrainConfig(
         label=training_set.label_config,
-        walk_forward=stored["walk_forward"],
-        learned_kinds=(kind,),
+        walk_forward=dataset.walk_forward,
+        learned_kinds=learned,
         baseline_kinds=baselines,
         target_alert_rate=config.target_alert_rate,
-        model_params={kind: params} if params else {},
-        regression_view=bool(getattr(config, "regression_view", False)),
-        n_boot=config.n_boot,
+        model_params={learned[0]: params} if learned and params else {},
+        regression_view=bool(getattr(config, "regression_view", True)),
         seed=config.seed,
     )
-    evaluation = evaluate_walk_forward(training_set, train_config)
-    with mlflow_tracking.child_run(context, run_name=f"dagster-{context.asset_key.to_user_string()}") as run:
-        info = log_evaluation(evaluation, model_name=None, register=False)
-        run_meta = mlflow_tracking.run_metadata(run)
-    path = _atomic_bytes(
-        training_dir(settings) / f"{kind}_evaluation.pkl",
-        pickle.dumps({"evaluation": evaluation, "run_id": run.info.run_id, "model_uri": info.model_uri}),
+    evaluation = evaluate_walk_forward(
+        training_set, train_config, kinds=(*baselines, *learned), progress=context.log.info
     )
+    with mlflow_tracking.child_run(context, run_name=f"dagster-{context.asset_key.to_user_string()}") as run:
+        log_run(evaluation)
+        logged = log_models(evaluation)
+        run_meta = mlflow_tracking.run_metadata(run)
+    kind = evaluation.chosen_kind or evaluation.best_baseline
     summary = evaluation.summary
     table = summary.loc[:, [c for c in SUMMARY_COLUMNS if c in summary.columns]].round(4)
-    holdout = evaluation.last_fold.metrics[kind]
-    return dg.MaterializeResult(
+    return dg.Output(
+        ModelCandidates(evaluation=evaluation, logged=logged, run_id=run.info.run_id),
         metadata={
             **run_meta,
-            "model_uri": info.model_uri,
+            "model_uri": logged[kind].uri,
             "model_kind": kind,
             "folds": dg.MetadataValue.int(len(evaluation.folds)),
-            "validation_pr_auc_mean": dg.MetadataValue.float(float(evaluation.val_pr_auc[kind])),
+            "validation_pr_auc_mean": dg.MetadataValue.float(float(evaluation.selection_pr_auc[kind])),
             **numbers(
                 {k: float(summary.loc[kind, f"{k}_mean"]) for k in ("pr_auc", "roc_auc", "brier", "f1")},
                 prefix="test_",
             ),
-            **numbers(holdout, prefix="holdout_"),
-            "vs_baselines": dg.MetadataValue.md(pd.DataFrame(table).to_markdown()),
+            **numbers({"pr_auc": float(summary.loc[kind, "pr_auc_pooled"])}, prefix="pooled_"),
+            **numbers(evaluation.last_fold.metrics[kind], prefix="holdout_"),
+            "kinds": dg.MetadataValue.md(pd.DataFrame(table).to_markdown()),
             "params": dg.MetadataValue.json(
-                {k: str(v) for k, v in evaluation.chosen_predictor.scorer.params().items()}
+                {k: str(v) for k, v in evaluation.predictor(kind).scorer.params().items()}
             ),
-            "path": path_value(path),
-        }
+        },
     )
 
 
 @dg.asset(
-    deps=[training_dataset],
     group_name="training",
     kinds={"mlflow", "sklearn"},
+    io_manager_key=TRAINING_IO_MANAGER,
     description=(
         "The baselines a learned model must beat (persistence z-score, EWMA vol, HAR-style linear "
-        "on 1/30/300 s rv), evaluated on the purged folds; the HAR model is logged to MLflow."
+        "on 1/30/300 s rv), evaluated on the purged folds; the best one (pooled out-of-sample "
+        "PR-AUC) is logged to MLflow as a servable model."
     ),
 )
 def baseline_model(
     context: dg.AssetExecutionContext,
     config: BaselineConfig,
-    lake: LakeResource,
+    training_dataset: PreparedDataset,
     mlflow_tracking: MlflowTrackingResource,
-) -> dg.MaterializeResult:
-    return _evaluate_and_track(
-        context,
-        kind="har",
-        baselines=("persistence", "ewma"),
-        params={},
-        config=config,
-        lake=lake,
-        mlflow_tracking=mlflow_tracking,
-    )
+) -> dg.Output:
+    from cryptovol.models.fitting import BASELINE_KINDS
+
+    return _evaluate_and_track(context, dataset=training_dataset, learned=(), baselines=BASELINE_KINDS,
+                               params={}, config=config, mlflow_tracking=mlflow_tracking)
 
 
 @dg.asset(
-    deps=[training_dataset],
     group_name="training",
     kinds={"mlflow", "sklearn"},
+    io_manager_key=TRAINING_IO_MANAGER,
     description=(
         "Class-weighted, scaled logistic regression, calibrated and thresholded on validation, "
-        "evaluated on the purged folds against the baselines; tracked in MLflow."
+        "evaluated on the purged folds; tracked in MLflow with the last fold's model."
     ),
 )
 def logistic_model(
     context: dg.AssetExecutionContext,
     config: LogisticConfig,
-    lake: LakeResource,
+    training_dataset: PreparedDataset,
     mlflow_tracking: MlflowTrackingResource,
-) -> dg.MaterializeResult:
-    from cryptovol.models.fitting import BASELINE_KINDS
-
-    return _evaluate_and_track(
-        context,
-        kind="logistic",
-        baselines=BASELINE_KINDS,
-        params={"C": config.C},
-        config=config,
-        lake=lake,
-        mlflow_tracking=mlflow_tracking,
-    )
+) -> dg.Output:
+    return _evaluate_and_track(context, dataset=training_dataset, learned=("logistic",), baselines=(),
+                               params={"C": config.C}, config=config, mlflow_tracking=mlflow_tracking)
 
 
 @dg.asset(
-    deps=[training_dataset],
     group_name="training",
     kinds={"mlflow", "xgboost"},
+    io_manager_key=TRAINING_IO_MANAGER,
     description=(
         "XGBoost (`hist`, early stopping on the validation fold), calibrated and thresholded on "
-        "validation, evaluated on the purged folds against the baselines; tracked in MLflow."
+        "validation, evaluated on the purged folds; tracked in MLflow with the last fold's model."
     ),
 )
 def xgboost_model(
     context: dg.AssetExecutionContext,
     config: XGBoostConfig,
-    lake: LakeResource,
+    training_dataset: PreparedDataset,
     mlflow_tracking: MlflowTrackingResource,
-) -> dg.MaterializeResult:
-    from cryptovol.models.fitting import BASELINE_KINDS
-
+) -> dg.Output:
     params = {
         "n_estimators": config.n_estimators,
         "max_depth": config.max_depth,
@@ -419,133 +413,120 @@ def xgboost_model(
         "n_jobs": config.n_jobs,
         "seed": config.seed,
     }
-    return _evaluate_and_track(
-        context,
-        kind="xgboost",
-        baselines=BASELINE_KINDS,
-        params=params,
-        config=config,
-        lake=lake,
-        mlflow_tracking=mlflow_tracking,
+    return _evaluate_and_track(context, dataset=training_dataset, learned=("xgboost",), baselines=(),
+                               params=params, config=config, mlflow_tracking=mlflow_tracking)
+
+
+# --- evaluation and the gate ----------------------------------------------------------------------------
+
+
+class EvaluationConfig(dg.Config):
+    min_pr_auc_gain: float = Field(
+        default=_GATE.min_pr_auc_gain,
+        description="The 95% bootstrap lower bound of the pooled PR-AUC gain must exceed this margin.",
     )
+    recent_margin: float = Field(
+        default=_GATE.recent_margin,
+        description="Non-inferiority margin (PR-AUC) on the most recent test block.",
+    )
+    brier_tolerance: float = Field(
+        default=_GATE.brier_tolerance, description="Allowed pooled Brier-score worsening."
+    )
+    n_boot: int = Field(default=_GATE.n_boot, description="Bootstrap resamples.")
+    seed: int = Field(default=_GATE.seed, description="Bootstrap seed.")
+
+    def gate(self) -> GateConfig:
+        return GateConfig(min_pr_auc_gain=self.min_pr_auc_gain, recent_margin=self.recent_margin,
+                          brier_tolerance=self.brier_tolerance, n_boot=self.n_boot, seed=self.seed)
 
 
-MODEL_KINDS = {"baseline_model": "har", "logistic_model": "logistic", "xgboost_model": "xgboost"}
-LEARNED = ("logistic", "xgboost")
+@dataclass
+class EvaluatedCandidates:
+    """The `model_evaluation` value: every kind on the same folds, the candidate choice, the models."""
 
-
-def _load_evaluations(settings: Settings) -> dict[str, dict[str, Any]]:
-    return {
-        kind: pickle.loads((training_dir(settings) / f"{kind}_evaluation.pkl").read_bytes())
-        for kind in MODEL_KINDS.values()
-    }
+    evaluation: Any
+    choice: Any
+    logged: dict[str, Any]
 
 
 @dg.asset(
-    deps=[baseline_model, logistic_model, xgboost_model],
     group_name="training",
-    kinds={"mlflow", "pandas"},
+    kinds={"pandas"},
+    io_manager_key=TRAINING_IO_MANAGER,
     description=(
-        "Every model and baseline side by side on the same purged folds (test PR-AUC, ROC-AUC, Brier, "
-        "F1, base rate); chooses the learned model with the best mean VALIDATION PR-AUC."
+        "Every model and baseline side by side on the same purged folds (mean, pooled and most "
+        "recent test PR-AUC, Brier, base rate); the learned challenger (best VALIDATION PR-AUC) "
+        "against the best baseline through the promotion gate on the pooled test folds."
     ),
 )
-def model_evaluation(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    import pandas as pd
+def model_evaluation(
+    context: dg.AssetExecutionContext,
+    config: EvaluationConfig,
+    lake: LakeResource,
+    baseline_model: ModelCandidates,
+    logistic_model: ModelCandidates,
+    xgboost_model: ModelCandidates,
+) -> dg.Output:
+    from dataclasses import replace
 
-    settings = lake.settings()
-    stored = _load_evaluations(settings)
-    rows = {}
-    for kind, item in stored.items():
-        evaluation = item["evaluation"]
-        for row_kind in evaluation.summary.index:
-            if row_kind == kind or row_kind not in rows:
-                rows[row_kind] = {
-                    **evaluation.summary.loc[row_kind].to_dict(),
-                    "validation_pr_auc": evaluation.val_pr_auc.get(row_kind, float("nan")),
-                }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    val = {kind: stored[kind]["evaluation"].val_pr_auc[kind] for kind in LEARNED}
-    chosen = max(LEARNED, key=lambda k: val[k] if val[k] == val[k] else float("-inf"))
-    result = {
-        "chosen_kind": chosen,
-        "chosen_run_id": stored[chosen]["run_id"],
-        "chosen_model_uri": stored[chosen]["model_uri"],
-        "validation_pr_auc": val,
-        "table": json.loads(table.to_json(orient="index")),
-    }
-    path = _atomic_bytes(
-        training_dir(settings) / "model_evaluation.json", json.dumps(result, indent=1).encode()
-    )
-    columns = [c for c in (*SUMMARY_COLUMNS, "validation_pr_auc") if c in table.columns]
-    return dg.MaterializeResult(
+    from cryptovol.models.lifecycle import judge_candidates
+    from cryptovol.models.training import merge_evaluations, select
+
+    parts = (baseline_model, logistic_model, xgboost_model)
+    evaluation = merge_evaluations([p.evaluation for p in parts])
+    evaluation.config = replace(evaluation.config, gate=config.gate())
+    evaluation = select(evaluation)
+    choice = judge_candidates(evaluation)
+    logged = {k: v for p in parts for k, v in p.logged.items()}
+    _write_legacy(lake.settings(), "model_evaluation.json", json.dumps(
+        {"chosen_kind": evaluation.chosen_kind, "candidate_kind": choice.candidate_kind}).encode())
+    table = evaluation.summary
+    columns = [c for c in SUMMARY_COLUMNS if c in table.columns]
+    return dg.Output(
+        EvaluatedCandidates(evaluation=evaluation, choice=choice, logged=logged),
         metadata={
-            "chosen_kind": chosen,
-            "chosen_mlflow_run_id": stored[chosen]["run_id"],
+            "chosen_kind": evaluation.chosen_kind or "none",
+            "best_baseline": evaluation.best_baseline or "none",
+            "candidate_kind": choice.candidate_kind,
+            "learned_cleared_gate": dg.MetadataValue.bool(choice.learned_won),
+            "gate_reason": choice.reason,
+            "chosen_mlflow_run_id": logged[choice.candidate_kind].run_id,
             "comparison": dg.MetadataValue.md(table.loc[:, columns].round(4).to_markdown()),
-            **numbers(
-                {f"{k}_pr_auc": float(table.loc[k, "pr_auc_mean"]) for k in table.index}, prefix="test_"
-            ),
-            "path": path_value(path),
-        }
+            **numbers({f"{k}_pr_auc": float(table.loc[k, "pr_auc_mean"]) for k in table.index},
+                      prefix="test_"),
+            **numbers({f"gain_{k}": v for k, v in evaluation.bootstrap.items()}, prefix="bootstrap_"),
+        },
     )
-
-
-class ChampionConfig(dg.Config):
-    min_pr_auc_gain: float = Field(
-        default=0.01, description="Challenger must beat the champion's PR-AUC by this margin on the holdout."
-    )
-    brier_tolerance: float = Field(default=0.0, description="Allowed Brier-score worsening vs the champion.")
 
 
 @dg.asset(
-    deps=[model_evaluation],
     group_name="training",
     kinds={"mlflow"},
+    io_manager_key=TRAINING_IO_MANAGER,
     description=(
-        "The MLflow registry alias `champion`: the chosen model is registered as `challenger` and "
-        "promoted only if it beats the current champion (or, first time, the best baseline) on the "
-        "most recent held-out window. Emits a champion_changed alert when the alias moves."
+        "The MLflow registry alias `champion`: the learned challenger and the best baseline are "
+        "registered (both servable); the candidate becomes champion on first training, later only "
+        "if it clears the promotion gate against the champion on the rows it never saw. Emits a "
+        "champion_changed alert when the alias moves."
     ),
 )
 def champion_model(
     context: dg.AssetExecutionContext,
-    config: ChampionConfig,
+    model_evaluation: EvaluatedCandidates,
     lake: LakeResource,
     mlflow: MlflowResource,
     alerts: AlertsResource,
-) -> dg.MaterializeResult:
-    import mlflow as mlflow_lib
-
-    from cryptovol.models import registry
-    from cryptovol.models.registry import GateConfig
+) -> dg.Output:
+    from cryptovol.models.lifecycle import register_and_gate
 
     settings = mlflow.settings_for(lake.settings())
-    choice = json.loads((training_dir(settings) / "model_evaluation.json").read_text())
-    item = _load_evaluations(settings)[choice["chosen_kind"]]
-    evaluation = item["evaluation"]
     mlflow.activate(settings)
-    client = mlflow_lib.MlflowClient()
-    name = settings.model_name
-    before = registry.alias_version(name, registry.CHAMPION, client)
-    version = str(mlflow_lib.register_model(item["model_uri"], name).version)
-    for key, value in {
-        "cryptovol.model_kind": choice["chosen_kind"],
-        "cryptovol.run_id": item["run_id"],
-        **mlflow.dagster_tags(context),
-    }.items():
-        client.set_model_version_tag(name, version, key, value)
-    holdout_frame, holdout_y = evaluation.holdout()
-    decision = registry.run_promotion_gate(
-        name,
-        version,
-        holdout_frame=holdout_frame,
-        holdout_y=holdout_y,
-        baseline_scores=evaluation.baseline_holdout_scores(),
-        config=GateConfig(min_pr_auc_gain=config.min_pr_auc_gain, brier_tolerance=config.brier_tolerance),
-        client=client,
-    )
-    after = registry.alias_version(name, registry.CHAMPION, client)
+    evaluation, choice = model_evaluation.evaluation, model_evaluation.choice
+    result = register_and_gate(evaluation, model_evaluation.logged, settings=settings, choice=choice,
+                               run_tags=mlflow.dagster_tags(context))
+    decision = result.decision
+    name, before, after = settings.model_name, result.champion_before, result.champion_after
+    kind_of = {v: k for k, v in result.versions.items()}
     if after != before:
         alerts.notifier(settings).notify(
             CHAMPION_CHANGED,
@@ -554,27 +535,31 @@ def champion_model(
             model=name,
             previous=before,
             champion=after,
-            model_kind=choice["chosen_kind"],
+            model_kind=kind_of.get(after, decision.challenger_kind),
             reason=decision.reason,
             dagster_run_id=context.run_id,
         )
-    return dg.MaterializeResult(
+    return dg.Output(
+        {"decision": asdict(decision), "versions": result.versions, "champion": after, "previous": before},
         metadata={
             "model_name": name,
-            "registered_version": version,
+            "registered_version": result.version,
+            "registered_versions": dg.MetadataValue.json(result.versions),
+            "candidate_kind": decision.challenger_kind,
             "champion_version": after or "none",
+            "champion_kind": kind_of.get(after, "earlier run") if after else "none",
             "previous_champion": before or "none",
             "promoted": dg.MetadataValue.bool(decision.promote),
             "champion_changed": dg.MetadataValue.bool(after != before),
             "reason": decision.reason,
             "reference": decision.reference,
-            "challenger_pr_auc": dg.MetadataValue.float(decision.challenger_pr_auc),
-            "reference_pr_auc": dg.MetadataValue.float(decision.reference_pr_auc),
+            **numbers({k: v for k, v in asdict(decision).items()
+                       if k.endswith(("pr_auc", "brier", "gain_low", "gain_high"))}),
             "holdout_rows": dg.MetadataValue.int(decision.holdout_rows),
             "champion_uri": f"models:/{name}@champion",
-            "mlflow_model_url": dg.MetadataValue.url(mlflow.model_url(version)),
-            "mlflow_run_id": item["run_id"],
-        }
+            "mlflow_model_url": dg.MetadataValue.url(mlflow.model_url(result.version)),
+            "mlflow_run_id": result.run_id or "",
+        },
     )
 
 

@@ -273,8 +273,14 @@ class AlertsResource(dg.ConfigurableResource):
         )
 
 
+#: Resource key of the IO manager that carries the training assets' values (orchestration.io_managers).
+TRAINING_IO_MANAGER = "lake_io_manager"
+
+
 def default_resources() -> dict[str, Any]:
     """Resources for the code location, built from the environment at load time."""
+    from orchestration.io_managers import LakePickleIOManager
+
     lake = LakeResource(
         data_dir=env_or("CRYPTOVOL_DATA_DIR", "data"),
         products=env_or("CRYPTOVOL_PRODUCTS", ",".join(DEFAULT_PRODUCTS)),
@@ -290,6 +296,7 @@ def default_resources() -> dict[str, Any]:
         "duckdb": DuckDBResource(database=env_or("CRYPTOVOL_DUCKDB_PATH", ":memory:")),
         "mlflow": mlflow,
         "mlflow_tracking": MlflowTrackingResource(lake=lake, mlflow=mlflow),
+        TRAINING_IO_MANAGER: LakePickleIOManager(lake=lake),
         "kafka": KafkaResource(bootstrap_servers=env_or("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)),
         "alerts": AlertsResource(
             webhook_url=env_or("CRYPTOVOL_ALERT_WEBHOOK_URL", ""),

@@ -1,9 +1,12 @@
-"""`cryptovol train`: walk-forward evaluation, MLflow tracking, registration and the promotion gate."""
+"""`cryptovol train`: the model lifecycle (`cryptovol.models.lifecycle.run_lifecycle`, the same
+steps the Dagster `retrain` job runs): walk-forward evaluation, MLflow tracking, registration of the
+learned challenger and the best baseline, and the promotion gate. Progress goes to stderr."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -35,10 +38,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     mdl.add_argument("--models", default="logistic,xgboost", help="learned model kinds")
     mdl.add_argument("--alert-rate", type=float, default=None,
                      help="choose the decision threshold for this alert rate (default: best F1)")
-    mdl.add_argument("--xgb-trees", type=int, default=400)
+    mdl.add_argument("--xgb-trees", type=int, default=None, help="XGBoost boosting rounds (default 400)")
     mdl.add_argument("--n-jobs", type=int, default=2)
-    reg = parser.add_argument_group("tracking and registry")
-    reg.add_argument("--margin", type=float, default=0.01, help="PR-AUC margin to replace the champion")
+    reg = parser.add_argument_group("tracking, registry and the promotion gate")
+    reg.add_argument("--margin", type=float, default=None,
+                     help="the bootstrap lower bound of the pooled PR-AUC gain must exceed this "
+                          "(default 0.01)")
+    reg.add_argument("--recent-margin", type=float, default=None,
+                     help="non-inferiority margin on the most recent test block (default 0.05 PR-AUC)")
+    reg.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     reg.add_argument("--experiment", default=None, help="MLflow experiment (default cryptovol-spike)")
     reg.add_argument("--no-register", action="store_true", help="track only; do not register or gate")
     reg.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="extra MLflow run tag")
@@ -46,6 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--report", type=Path, help="write the model report (e.g. docs/MODEL_REPORT.md)")
     out.add_argument("--model-card", type=Path,
                      help="write the champion's model card (e.g. docs/model_card.md)")
+    out.add_argument("--images", type=Path, default=None,
+                     help="where the report's plots go (default: images/ next to the report)")
 
 
 def _sources(args: argparse.Namespace, settings) -> tuple[list[Path], dict[str, list[Path]], str]:
@@ -69,17 +79,36 @@ def _sources(args: argparse.Namespace, settings) -> tuple[list[Path], dict[str, 
     return train_paths, oop, source
 
 
+def _progress(quiet: bool):
+    import time
+
+    if quiet:
+        return None
+    start = time.monotonic()
+
+    def progress(message: str) -> None:
+        print(f"[{time.monotonic() - start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    return progress
+
+
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from cryptovol.config import Settings, parse_products
     from cryptovol.labels import LabelConfig
     from cryptovol.models.dataset import build_training_set, load_recorded_ticks
-    from cryptovol.models.registry import GateConfig
-    from cryptovol.models.training import TrainConfig, train
+    from cryptovol.models.gate import GateConfig
+    from cryptovol.models.lifecycle import run_lifecycle
+    from cryptovol.models.training import TrainConfig
     from cryptovol.models.walkforward import WalkForwardConfig
 
     settings = Settings.from_env()
     products = parse_products(args.products)
+    progress = _progress(args.quiet)
     train_paths, oop_paths, source = _sources(args, settings)
+    if progress:
+        progress(f"reading recordings: {source}")
     try:
         ticks, read_info = load_recorded_ticks(train_paths, products=products)
     except FileNotFoundError as exc:
@@ -87,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
               "or pass --real-data ../shared/data", file=sys.stderr)
         return 1
     label = LabelConfig(kind=args.label, horizon_s=args.horizon_s, quantile=args.quantile)
+    if progress:
+        progress(f"features and labels for {len(ticks)} ticks")
     training_set = build_training_set(ticks, label, min_segment_s=args.min_segment_s)
     training_set.info["source"] = source
     training_set.info["files"] = read_info["files"]
@@ -102,39 +133,43 @@ def run(args: argparse.Namespace) -> int:
         # Later-regime slices are 10-20 min long: keep them whole (warm-up still applies).
         oop_sets[name] = build_training_set(oop_ticks, label, min_segment_s=0.0)
     learned = tuple(k.strip() for k in args.models.split(",") if k.strip())
+    gate = GateConfig()
+    if args.margin is not None:
+        gate = replace(gate, min_pr_auc_gain=args.margin)
+    if args.recent_margin is not None:
+        gate = replace(gate, recent_margin=args.recent_margin)
+    xgb = {"n_jobs": args.n_jobs, **({"n_estimators": args.xgb_trees} if args.xgb_trees else {})}
     config = TrainConfig(
         label=label,
         walk_forward=WalkForwardConfig(n_folds=args.folds, scheme=args.scheme, embargo_s=args.embargo_s),
         learned_kinds=learned,
         target_alert_rate=args.alert_rate,
-        gate=GateConfig(min_pr_auc_gain=args.margin),
-        model_params={"xgboost": {"n_estimators": args.xgb_trees, "n_jobs": args.n_jobs}},
+        gate=gate,
+        model_params={"xgboost": xgb},
     )
     tags = dict(t.split("=", 1) for t in args.tag if "=" in t)
-    result = train(training_set, settings=settings, config=config, run_tags=tags or None,
-                   experiment_name=args.experiment, register=not args.no_register,
-                   out_of_period=oop_sets or None)
+    result = run_lifecycle(training_set, settings=settings, config=config, run_tags=tags or None,
+                           experiment_name=args.experiment, register=not args.no_register,
+                           out_of_period=oop_sets or None, progress=progress, source=source)
     print(result.summary_line())
     print(f"MLflow run {result.run_id} at {settings.mlflow_tracking_uri}")
     argv = sys.argv[1:]
     command = "cryptovol " + " ".join(argv[argv.index("train"):]) if "train" in argv else "cryptovol train"
     if args.report:
+        from cryptovol.models.plots import write_plots
         from cryptovol.models.report import render_report
 
         args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(render_report(result, command=command))
-        print(f"report written to {args.report}")
+        image_dir = args.images or args.report.parent / "images"
+        written = write_plots(result.evaluation, image_dir)
+        images = {p.stem: os.path.relpath(p, args.report.parent) for p in written}
+        args.report.write_text(render_report(result, command=command, images=images))
+        print(f"report written to {args.report} (plots in {image_dir})")
     if args.model_card:
-        from cryptovol.models.pyfunc import load_spike_model
         from cryptovol.models.report import render_model_card
 
-        champion = None
-        if not args.no_register:
-            try:
-                champion = load_spike_model(f"models:/{settings.model_name}@champion").describe()
-            except Exception as exc:  # noqa: BLE001 - no champion yet: describe the challenger
-                log.warning("no champion (%s); the model card describes the new challenger", exc)
+        champion_kind = next((k for k, v in result.versions.items() if v == result.champion_after), None)
         args.model_card.parent.mkdir(parents=True, exist_ok=True)
-        args.model_card.write_text(render_model_card(result, champion))
+        args.model_card.write_text(render_model_card(result, champion_kind))
         print(f"model card written to {args.model_card}")
     return 0

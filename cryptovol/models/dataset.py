@@ -71,6 +71,24 @@ class TrainingSet:
         }
 
 
+@dataclass
+class LabelledFeatures:
+    """Feature rows of a window and their forward labels: what the Dagster `labels` asset hands to
+    `training_dataset`. `labels` = `make_labels(features)` (keys, `fwd_rv`, `vol_ratio`; rows
+    without a full horizon dropped); the training matrix is built from `features` by
+    `training_set_from_features`, the same path as `cryptovol train`."""
+
+    features: pd.DataFrame
+    labels: pd.DataFrame
+    label_config: LabelConfig
+    start: str | None = None
+    end: str | None = None
+
+    def training_set(self, *, grid_s: int = 1, min_segment_s: float = 900.0) -> TrainingSet:
+        return training_set_from_features(self.features, self.label_config, grid_s=grid_s,
+                                          min_segment_s=min_segment_s)
+
+
 def split_segments(event_time_ns: np.ndarray, max_gap_s: float = MAX_GAP_S) -> np.ndarray:
     """Segment number per tick of one product's time-sorted ticks (new segment after a long gap)."""
     t = np.asarray(event_time_ns, dtype=np.int64)

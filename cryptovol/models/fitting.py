@@ -22,6 +22,14 @@ class SingleClassError(ValueError):
 BASELINE_KINDS = ("persistence", "ewma", "har")
 ALL_KINDS = (*BASELINE_KINDS, *LEARNED_KINDS)
 
+#: The one set of default hyperparameters (the CLI flags and the Dagster asset configs default to
+#: these, so both paths fit the same models). Chosen on validation folds only; see MODEL_REPORT.md.
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "logistic": {"C": 1.0},
+    "xgboost": {"n_estimators": 400, "max_depth": 3, "learning_rate": 0.05, "early_stopping_rounds": 30,
+                "min_child_weight": 20.0, "n_jobs": 2},
+}
+
 
 def make_scorer(kind: str, *, horizon_s: float, params: dict[str, Any] | None = None) -> Scorer:
     params = dict(params or {})

@@ -175,6 +175,7 @@ def log_spike_model(
     metadata: dict[str, Any],
     input_example: pd.DataFrame,
     registered_model_name: str | None = None,
+    name: str = MODEL_ARTIFACT_NAME,
 ) -> Any:
     """Log `predictor` as a `SpikeModel` pyfunc in the active run; optionally register a version.
 
@@ -193,7 +194,7 @@ def log_spike_model(
         path = Path(tmp) / "predictor.pkl"
         path.write_bytes(pickle.dumps(predictor))
         return mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT_NAME,
+            name=name,
             python_model=SpikeModel(),
             artifacts={PREDICTOR_ARTIFACT: str(path)},
             signature=model_signature(),

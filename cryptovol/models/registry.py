@@ -6,23 +6,21 @@ One registered model (`Settings.model_name`) with aliases:
 - `previous_champion`: the version a rollback returns to.
 The champion stack (every version that became champion, oldest first) is kept as the registered
 model tag `cryptovol.champion_history` (JSON list), so a rollback can be repeated and audited.
-Gate decisions and both scores are written as tags on the challenger version.
+Gate decisions and their evidence are written as tags on the candidate version (the rule itself
+is `cryptovol.models.gate`; the lifecycle in `cryptovol.models.lifecycle` applies it).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
+from cryptovol.models.gate import GateConfig, PromotionDecision
 
-from cryptovol.models import metrics as M
+__all__ = ["GateConfig", "PromotionDecision", "RegistryError", "alias_version", "champion_history",
+           "list_versions", "promote", "register_version", "rollback", "set_challenger"]
 
 log = logging.getLogger(__name__)
 
@@ -34,66 +32,6 @@ HISTORY_TAG = "cryptovol.champion_history"
 
 class RegistryError(RuntimeError):
     """A registry operation that cannot be carried out (e.g. rollback with no previous champion)."""
-
-
-@dataclass(frozen=True)
-class GateConfig:
-    """Challenger must beat the reference PR-AUC by `min_pr_auc_gain` and not have a Brier score
-    worse than the reference's by more than `brier_tolerance`."""
-
-    min_pr_auc_gain: float = 0.01
-    brier_tolerance: float = 0.0
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    promote: bool
-    reason: str
-    challenger_version: str | None
-    reference: str  # "champion v3" or "baseline har"
-    challenger_pr_auc: float
-    challenger_brier: float
-    reference_pr_auc: float
-    reference_brier: float
-    min_pr_auc_gain: float
-    holdout_rows: int = 0
-
-    def as_tags(self) -> dict[str, str]:
-        return {f"cryptovol.gate.{k}": str(v) for k, v in asdict(self).items()}
-
-
-def decide_promotion(
-    challenger: dict[str, float],
-    reference: dict[str, float],
-    *,
-    reference_name: str,
-    config: GateConfig = GateConfig(),
-    compare_brier: bool = True,
-    challenger_version: str | None = None,
-    holdout_rows: int = 0,
-) -> PromotionDecision:
-    """Pure gate rule on scores measured on the same held-out window."""
-    c_pr, c_brier = float(challenger["pr_auc"]), float(challenger["brier"])
-    r_pr, r_brier = float(reference["pr_auc"]), float(reference["brier"])
-    if not math.isfinite(c_pr):
-        promote, reason = False, "challenger PR-AUC undefined on the held-out window (one class only)"
-    elif math.isfinite(r_pr) and c_pr < r_pr + config.min_pr_auc_gain:
-        promote = False
-        reason = (f"PR-AUC {c_pr:.4f} does not beat {reference_name} {r_pr:.4f} "
-                  f"by the margin {config.min_pr_auc_gain}")
-    elif compare_brier and math.isfinite(r_brier) and c_brier > r_brier + config.brier_tolerance:
-        promote = False
-        reason = f"Brier {c_brier:.4f} is worse than {reference_name} {r_brier:.4f}"
-    else:
-        promote = True
-        reason = (f"PR-AUC {c_pr:.4f} beats {reference_name} {r_pr:.4f} by >= {config.min_pr_auc_gain}"
-                  + (f"; Brier {c_brier:.4f} <= {r_brier:.4f}" if compare_brier else ""))
-    return PromotionDecision(
-        promote=promote, reason=reason, challenger_version=challenger_version,
-        reference=reference_name, challenger_pr_auc=c_pr, challenger_brier=c_brier,
-        reference_pr_auc=r_pr, reference_brier=r_brier,
-        min_pr_auc_gain=config.min_pr_auc_gain, holdout_rows=holdout_rows,
-    )
 
 
 # --- alias helpers -------------------------------------------------------------------------------
@@ -198,8 +136,9 @@ def list_versions(name: str, client: Any | None = None) -> list[dict[str, Any]]:
             "version": str(mv.version),
             "aliases": sorted(aliases.get(str(mv.version), [])),
             "model_kind": tags.get("cryptovol.model_kind", ""),
-            "pr_auc": tags.get("cryptovol.gate.challenger_pr_auc", ""),
-            "brier": tags.get("cryptovol.gate.challenger_brier", ""),
+            "role": tags.get("cryptovol.role", ""),
+            "pr_auc": tags.get("cryptovol.evidence.pr_auc_pooled", ""),
+            "brier": tags.get("cryptovol.evidence.brier_pooled", ""),
             "promoted": tags.get("cryptovol.gate.promote", ""),
             "reason": tags.get("cryptovol.gate.reason", ""),
             "run_id": mv.run_id,
@@ -212,70 +151,20 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-# --- the gate ------------------------------------------------------------------------------------
+# --- registration --------------------------------------------------------------------------------
 
 
-def score_on_window(model: Any, frame: pd.DataFrame, y: np.ndarray) -> dict[str, float]:
-    """PR-AUC and Brier of a loaded model (anything with `.predict(frame)`) on one window."""
-    out = model.predict(frame)
-    probability = np.asarray(out["spike_probability"], float)
-    return {"pr_auc": M.pr_auc(y, probability), "brier": M.brier(y, probability)}
-
-
-def run_promotion_gate(
-    name: str,
-    version: str,
-    *,
-    holdout_frame: pd.DataFrame,
-    holdout_y: np.ndarray,
-    baseline_scores: dict[str, dict[str, float]],
-    config: GateConfig = GateConfig(),
-    alert_hook: Callable[[PromotionDecision], None] | None = None,
+def register_version(
+    name: str, model_uri: str, *, tags: dict[str, str] | None = None, description: str | None = None,
     client: Any | None = None,
-) -> PromotionDecision:
-    """Register `version` as challenger, compare it with the champion on the same held-out window
-    (or, with no champion yet, with the best baseline), promote if it wins, tag and report.
-
-    `baseline_scores`: {baseline name: {"pr_auc", "brier"}} measured on the same window.
-    """
-    from cryptovol.models.pyfunc import load_spike_model
+) -> str:
+    """Register a logged model as a new version of `name`, with tags (and a description)."""
+    import mlflow
 
     client = _client(client)
-    version = str(version)
-    set_challenger(name, version, client)
-    challenger = load_spike_model(f"models:/{name}/{version}")
-    c_scores = score_on_window(challenger, holdout_frame, holdout_y)
-    champion_version = alias_version(name, CHAMPION, client)
-    decision: PromotionDecision
-    if champion_version and champion_version != version:
-        try:
-            champion = load_spike_model(f"models:/{name}/{champion_version}")
-            r_scores = score_on_window(champion, holdout_frame, holdout_y)
-        except Exception as exc:  # noqa: BLE001 - an unloadable champion must not block retraining
-            log.warning("champion v%s cannot be scored (%s); comparing with baselines", champion_version, exc)
-            champion_version = None
-    if champion_version and champion_version != version:
-        decision = decide_promotion(
-            c_scores, r_scores, reference_name=f"champion v{champion_version}", config=config,
-            challenger_version=version, holdout_rows=len(holdout_y),
-        )
-    else:
-        best = max(baseline_scores.items(), key=lambda kv: _nan_low(kv[1]["pr_auc"]),
-                   default=("none", {"pr_auc": float("nan"), "brier": float("nan")}))
-        decision = decide_promotion(
-            c_scores, best[1], reference_name=f"baseline {best[0]}", config=config,
-            compare_brier=False, challenger_version=version, holdout_rows=len(holdout_y),
-        )
-    for key, value in decision.as_tags().items():
-        client.set_model_version_tag(name, version, key, value)
-    if decision.promote:
-        promote(name, version, reason=decision.reason, client=client)
-    log.info("gate for %s v%s: %s (%s)", name, version, "PROMOTE" if decision.promote else "keep",
-             decision.reason)
-    if alert_hook is not None:
-        alert_hook(decision)
-    return decision
-
-
-def _nan_low(x: float) -> float:
-    return x if x == x else -1.0
+    version = str(mlflow.register_model(model_uri, name).version)
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(name, version, key, str(value))
+    if description:
+        client.update_model_version(name, version, description=description)
+    return version

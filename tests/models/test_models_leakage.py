@@ -19,7 +19,7 @@ from cryptovol.simulator.synthetic import generate_ticks_frame
 
 SEC = 1_000_000_000
 FAST = TrainConfig(learned_kinds=("logistic", "xgboost"), baseline_kinds=("har",), regression_view=False,
-                   n_boot=20, latency_repeats=3,
+                   latency_repeats=3,
                    walk_forward=WalkForwardConfig(n_folds=3),
                    model_params={"xgboost": {"n_estimators": 60, "n_jobs": 1}})
 

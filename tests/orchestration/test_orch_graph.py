@@ -65,6 +65,7 @@ def test_jobs_schedules_and_sensors_are_defined() -> None:
     assert {s.name for s in repo.sensor_defs} == {
         "new_landing_files_sensor",
         "drift_retrain_sensor",
+        "drift_report_sensor",
         "run_failure_alerts",
         "asset_check_failure_alerts",
     }

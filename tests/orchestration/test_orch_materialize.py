@@ -30,15 +30,13 @@ DAY = "2025-12-01"
 PRODUCTS = ("BTC-USD", "ETH-USD")
 START = datetime(2025, 12, 1, 10, 0, tzinfo=UTC)
 
-#: Small but real: 3 purged folds, fewer trees and bootstrap draws, a gate forced open so the
-#: first model becomes champion (the gate itself still runs and records its decision).
+#: Small but real: 3 purged folds, fewer trees and bootstrap draws. On first training the gate's
+#: candidate (learned or the best baseline) becomes champion.
 FAST_TRAINING = {
     "ops": {
         "training_dataset": {"config": {"n_folds": 3}},
-        "baseline_model": {"config": {"n_boot": 50}},
-        "logistic_model": {"config": {"n_boot": 50}},
-        "xgboost_model": {"config": {"n_boot": 50, "n_estimators": 60, "regression_view": False}},
-        "champion_model": {"config": {"min_pr_auc_gain": -1.0}},
+        "xgboost_model": {"config": {"n_estimators": 60, "regression_view": False}},
+        "model_evaluation": {"config": {"n_boot": 100}},
         "drift_report": {"config": {"current_minutes": 5.0}},
     }
 }
@@ -97,7 +95,7 @@ def test_whole_graph_materializes_on_a_synthetic_day(data_dir: Path, instance) -
     assert result.success
     run_id = result.run_id
 
-    labels = pd.read_parquet(metadata(result, "labels")["path"])
+    labels = pickle.loads(Path(metadata(result, "labels")["value_path"]).read_bytes()).labels
     assert {"fwd_rv", "vol_ratio"} <= set(labels.columns) and labels["fwd_rv"].notna().all()
     assert metadata(result, "training_dataset")["purge_gap_s"] == 60.0
 
@@ -118,17 +116,23 @@ def test_whole_graph_materializes_on_a_synthetic_day(data_dir: Path, instance) -
         assert 0.0 <= meta["test_pr_auc"] <= 1.0
         assert set(runs.loc[runs["run_id"] == meta["mlflow_run_id"], "tags.dagster_asset"]) == {asset}
 
-    chosen = metadata(result, "model_evaluation")["chosen_kind"]
-    assert chosen in ("logistic", "xgboost")
+    evaluation = metadata(result, "model_evaluation")
+    assert evaluation["chosen_kind"] in ("logistic", "xgboost")
+    candidate = evaluation["candidate_kind"]
+    assert candidate == (evaluation["chosen_kind"] if evaluation["learned_cleared_gate"]
+                         else evaluation["best_baseline"])
     champion = metadata(result, "champion_model")
     client = mlflow.MlflowClient()
     version = client.get_model_version_by_alias("cryptovol-spike", "champion")
-    assert champion["champion_version"] == str(version.version) == "1"
+    assert champion["champion_version"] == str(version.version) == champion["registered_version"]
     assert version.tags["dagster_run_id"] == run_id
-    assert version.tags["cryptovol.model_kind"] == chosen
-    assert champion["promoted"] is True and "baseline" in champion["reference"]
+    assert version.tags["cryptovol.model_kind"] == candidate == champion["candidate_kind"]
+    assert champion["promoted"] is True
+    assert "Model card" in version.description and candidate in version.description
+    # both the learned challenger and the best baseline are registered and servable
+    assert set(champion["registered_versions"]) == {evaluation["chosen_kind"], evaluation["best_baseline"]}
     [alert] = read_alerts(data_dir / "alerts" / "alerts.jsonl", kind=CHAMPION_CHANGED)
-    assert alert["details"]["champion"] == "1" and alert["details"]["previous"] is None
+    assert alert["details"]["champion"] == version.version and alert["details"]["previous"] is None
 
     drift = metadata(result, "drift_report")
     summary = json.loads(Path(drift["json_path"]).read_text())
@@ -151,7 +155,7 @@ def test_model_asset_runs_are_tracked_in_mlflow_with_the_dagster_run(data_dir: P
         run_config={
             "ops": {
                 "training_dataset": {"config": {"n_folds": 2}},
-                "logistic_model": {"config": {"n_boot": 20, "C": 0.5}},
+                "logistic_model": {"config": {"C": 0.5}},
             }
         },
     )
@@ -159,9 +163,9 @@ def test_model_asset_runs_are_tracked_in_mlflow_with_the_dagster_run(data_dir: P
     dataset = metadata(result, "training_dataset")
     assert dataset["train_rows"] > 0 and dataset["validation_rows"] > 0 and dataset["test_rows"] > 0
     assert dataset["purge_gap_s"] == 60.0
-    # The asset's matrix (from the feature lake) is exactly what `cryptovol train` builds from the
-    # same ticks: one core path (`cryptovol.models.dataset`).
-    stored = pickle.loads(Path(dataset["path"]).read_bytes())["training_set"]
+    # The asset's matrix (from the feature lake, handed on by the IO manager) is exactly what
+    # `cryptovol train` builds from the same ticks: one core path (`cryptovol.models.dataset`).
+    stored = pickle.loads(Path(dataset["value_path"]).read_bytes()).training_set
     from_ticks = build_training_set(read_landing_day(data_dir, "BTC-USD", DAY), stored.label_config)
     assert len(from_ticks.frame) == dataset["rows"] > 0
     pd.testing.assert_frame_equal(
@@ -183,7 +187,11 @@ def test_model_asset_runs_are_tracked_in_mlflow_with_the_dagster_run(data_dir: P
     assert mlflow.active_run() is None
     assert meta["mlflow_run_url"].endswith(f"/runs/{run.info.run_id}")
     assert meta["model_uri"].startswith("models:/")
-    assert "| persistence" in meta["vs_baselines"]
+    assert "| logistic" in meta["kinds"]
+    # the run logged its input data as an MLflow dataset (source, window, row counts)
+    [dataset_input] = run.inputs.dataset_inputs
+    tags = {t.key: t.value for t in dataset_input.tags}
+    assert tags["rows"] == str(dataset["rows"]) and tags["source"].startswith("feature lake")
 
 
 def test_failing_blocking_check_stops_downstream_and_alerts(data_dir: Path, instance) -> None:
@@ -273,3 +281,51 @@ def test_freshness_checks_report_stale_and_fresh_data(data_dir: Path, instance) 
     assert 60 < evaluations["raw_ticks_freshness"].metadata["age_s"].value < 3600
     assert not evaluations["features_freshness"].passed  # nothing featurized yet
     assert evaluations["features_freshness"].severity == dg.AssetCheckSeverity.WARN
+
+
+@pytest.mark.slow  # ~1-2 min: the training graph and `cryptovol train` on the same landing files
+def test_cli_and_dagster_run_the_same_lifecycle(data_dir: Path, instance, monkeypatch) -> None:
+    """Same data -> same learned challenger, best baseline, candidate, metrics and gate decision,
+    whether trained by `cryptovol train` or by materializing the Dagster training assets."""
+    import mlflow
+
+    from cryptovol.cli import main
+
+    generate_landing_files(data_dir, ["BTC-USD"], START, duration_s=2400, seed=8, rate_hz=2)
+    assert ingest(instance, "BTC-USD").success
+    result = dg.materialize(
+        TRAINING_ASSETS,
+        resources=default_resources(),
+        instance=instance,
+        run_config={"ops": {"training_dataset": {"config": {"n_folds": 3}},
+                            "xgboost_model": {"config": {"n_estimators": 60}}}},
+    )
+    assert result.success
+    dagster_uri = f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}"
+    cli_uri = f"sqlite:///{data_dir / 'cli-mlflow' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", cli_uri)  # a fresh registry: both are first trainings
+    assert main(["train", "--folds", "3", "--xgb-trees", "60", "--products", "BTC-USD", "--quiet"]) == 0
+
+    def champion_of(uri: str):
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        version = client.get_model_version_by_alias("cryptovol-spike", "champion")
+        return version, client.get_run(version.run_id)
+
+    dagster_version, dagster_run = champion_of(dagster_uri)
+    cli_version, cli_run = champion_of(cli_uri)
+    gate_tags = {k: v for k, v in dagster_version.tags.items()
+                 if k.startswith(("cryptovol.gate.", "cryptovol.evidence.", "cryptovol.model_kind",
+                                  "cryptovol.role"))}
+    assert gate_tags["cryptovol.gate.promote"] == "True"
+    assert {k: cli_version.tags.get(k) for k in gate_tags} == gate_tags
+    evaluation = metadata(result, "model_evaluation")
+    assert cli_run.data.params["chosen_kind"] == evaluation["chosen_kind"]
+    assert cli_run.data.params["best_baseline"] == evaluation["best_baseline"]
+    assert cli_version.tags["cryptovol.model_kind"] == evaluation["candidate_kind"]
+    # every kind's walk-forward metrics agree (the Dagster model assets each logged their own)
+    stored = pickle.loads(Path(evaluation["value_path"]).read_bytes()).evaluation
+    for kind in ("persistence", "ewma", "har", "logistic", "xgboost"):
+        for metric in ("pr_auc_mean", "pr_auc_pooled", "brier_pooled"):
+            assert cli_run.data.metrics[f"{kind}.{metric}"] == pytest.approx(
+                stored.summary.loc[kind, metric], rel=1e-9), (kind, metric)
+    assert dagster_run.data.tags["dagster_run_id"] == result.run_id
