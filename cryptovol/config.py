@@ -378,6 +378,12 @@ def load_env() -> PlatformEnv:
         raise ConfigError("bad configuration:\n  " + "\n  ".join(lines)) from None
 
 
+def metrics_bind_address() -> str:
+    """Where the processes' Prometheus endpoints listen: CRYPTOVOL_METRICS_BIND_ADDRESS (default
+    127.0.0.1, loopback only; 0.0.0.0 in a container so compose's Prometheus can scrape it)."""
+    return load_env().metrics_bind_address
+
+
 class LakeLayout:
     """Where the lake's three trees live under a data dir: one definition for `Settings` and
     `cryptovol.lake.LakePaths`, which both have a `data_dir`."""

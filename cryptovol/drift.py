@@ -779,7 +779,9 @@ class DriftMonitor:
 
         registry = CollectorRegistry()
         gauges = drift_metrics(registry)
-        start_http_server(port, addr="127.0.0.1", registry=registry)
+        from cryptovol.config import metrics_bind_address
+
+        start_http_server(port, addr=metrics_bind_address(), registry=registry)
         return gauges
 
     def _export(self, gauges: dict[str, Any], summary: dict[str, Any]) -> None:
@@ -833,7 +835,7 @@ class DriftMonitor:
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         gauges = self._metrics(metrics_port) if metrics_port else None
         if metrics_port:
-            out(f"drift monitor: metrics on http://127.0.0.1:{metrics_port}/metrics")
+            out(f"drift monitor: metrics on port {metrics_port} (/metrics)")
         started = time.monotonic()
         try:
             while not stop.is_set():

@@ -46,7 +46,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--metrics-port", type=int, metavar="P",
-        help="monitor mode: serve drift gauges on http://127.0.0.1:P/metrics (Prometheus)",
+        help="monitor mode: serve drift gauges on port P /metrics (Prometheus; address: "
+        "$CRYPTOVOL_METRICS_BIND_ADDRESS, default 127.0.0.1)",
     )
     parser.add_argument("--duration", type=float, metavar="S", help="monitor mode: stop after S seconds")
 

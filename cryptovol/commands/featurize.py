@@ -29,7 +29,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                             "(and at least every 30 s)")
     parser.add_argument("--duration", type=float, default=None, help="stop after S seconds (default: run)")
     parser.add_argument("--metrics-port", type=int, default=None,
-                        help="serve Prometheus /metrics on this port")
+                        help="serve Prometheus /metrics on this port (address: "
+                        "$CRYPTOVOL_METRICS_BIND_ADDRESS, default 127.0.0.1)")
     parser.add_argument("--log-every-s", type=float, default=10.0, help="progress log interval (default 10)")
 
 
@@ -61,10 +62,11 @@ def run(args: argparse.Namespace) -> int:
     featurizer = StreamFeaturizer(config)
     featurizer.install_signal_handlers()
     if args.metrics_port:
+        from cryptovol.config import metrics_bind_address
         from cryptovol.stream.metrics import serve_stats
 
         serve_stats(args.metrics_port, "cryptovol_featurizer", featurizer.stats.as_dict)
-        print(f"metrics on http://127.0.0.1:{args.metrics_port}/metrics", flush=True)
+        print(f"metrics on http://{metrics_bind_address()}:{args.metrics_port}/metrics", flush=True)
     try:
         featurizer.run()
     except DeliveryFailed as exc:

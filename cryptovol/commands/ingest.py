@@ -32,7 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--metrics-port", type=int, default=None,
-        help="serve Prometheus metrics on 127.0.0.1:PORT/metrics (default: off)",
+        help="serve Prometheus /metrics on PORT (default: off; address: $CRYPTOVOL_METRICS_BIND_ADDRESS, "
+        "default 127.0.0.1)",
     )
     parser.add_argument(
         "--drain-timeout", type=float, default=10.0,

@@ -18,7 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=None, metavar="S",
                         help="stop after S seconds (default: run until Ctrl-C / SIGTERM)")
     parser.add_argument("--metrics-port", type=int, default=None, metavar="P",
-                        help="serve Prometheus metrics on http://127.0.0.1:P/metrics")
+                        help="serve Prometheus /metrics on port P (address: $CRYPTOVOL_METRICS_BIND_ADDRESS, "
+                        "default 127.0.0.1)")
     parser.add_argument("--poll-s", type=float, default=None,
                         help="seconds between champion alias checks (default: CRYPTOVOL_MODEL_POLL_S or 10)")
     parser.add_argument("--wait-model", type=float, default=600.0, metavar="S",
@@ -26,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cryptovol.config import Settings
+    from cryptovol.config import Settings, metrics_bind_address
     from cryptovol.featureset import FeatureSchemaError
     from cryptovol.scoring.scorer import DeliveryFailed, StreamingScorer
     from cryptovol.serving.champion import ChampionLoader, ModelValidationError, alert_on_rejection
@@ -39,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
 
         registry = CollectorRegistry()
         metrics = ServingMetrics("scorer", registry=registry)
-        start_http_server(args.metrics_port, addr="127.0.0.1", registry=registry)
-        log.info("metrics on http://127.0.0.1:%d/metrics", args.metrics_port)
+        host = metrics_bind_address()
+        start_http_server(args.metrics_port, addr=host, registry=registry)
+        log.info("metrics on http://%s:%d/metrics", host, args.metrics_port)
     alert = alert_on_rejection(settings)
 
     def on_failure(version: str, exc: BaseException) -> None:

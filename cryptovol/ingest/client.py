@@ -53,7 +53,7 @@ class IngestConfig:
     flush_interval_s: float = 0.005
     drain_timeout_s: float = 10.0  # on stop: time allowed to deliver queued records
     metrics_port: int | None = None
-    metrics_host: str = "127.0.0.1"
+    metrics_host: str | None = None  # None: CRYPTOVOL_METRICS_BIND_ADDRESS (default 127.0.0.1)
 
 
 def _is_loopback(url: str) -> bool:
@@ -263,12 +263,12 @@ class Ingestor:
     def _start_metrics(self) -> None:
         if self.config.metrics_port is None:
             return
+        from cryptovol.config import metrics_bind_address
         from cryptovol.ingest.metrics import start_metrics_server
 
-        self._metrics_server = start_metrics_server(
-            self.stats, self.config.metrics_port, self.config.metrics_host
-        )
-        log.info("metrics on http://%s:%d/metrics", self.config.metrics_host, self.config.metrics_port)
+        host = self.config.metrics_host or metrics_bind_address()
+        self._metrics_server = start_metrics_server(self.stats, self.config.metrics_port, host)
+        log.info("metrics on http://%s:%d/metrics", host, self.config.metrics_port)
 
     def _stop_metrics(self) -> None:
         if self._metrics_server is not None:

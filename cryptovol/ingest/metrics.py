@@ -37,8 +37,12 @@ class IngestStatsCollector(Collector):
                 yield CounterMetricFamily(f"{self.prefix}_{f.name}", f.name.replace("_", " "), value=value)
 
 
-def start_metrics_server(stats: IngestStats, port: int, host: str = "127.0.0.1") -> WSGIServer:
-    """Serve `/metrics` on host:port in a daemon thread; returns the server (call `shutdown()`)."""
+def start_metrics_server(stats: IngestStats, port: int, host: str | None = None) -> WSGIServer:
+    """Serve `/metrics` on host:port (default CRYPTOVOL_METRICS_BIND_ADDRESS) in a daemon thread;
+    returns the server (call `shutdown()`)."""
+    from cryptovol.config import metrics_bind_address
+
+    host = host or metrics_bind_address()
     registry = CollectorRegistry()
     registry.register(IngestStatsCollector(stats))
     server, _thread = start_http_server(port, addr=host, registry=registry)

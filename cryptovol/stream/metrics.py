@@ -26,9 +26,14 @@ class StatsCollector:
                 yield CounterMetricFamily(metric, f"total {name.replace('_', ' ')}", value=float(value))
 
 
-def serve_stats(port: int, prefix: str, stats_fn: Callable[[], dict[str, float]], host: str = "127.0.0.1"):
-    """Start a /metrics endpoint on `host:port` in a daemon thread; returns the server."""
+def serve_stats(port: int, prefix: str, stats_fn: Callable[[], dict[str, float]], host: str | None = None):
+    """Start a /metrics endpoint on `host:port` (default CRYPTOVOL_METRICS_BIND_ADDRESS) in a daemon
+    thread; returns the server."""
     from prometheus_client import CollectorRegistry, start_http_server
+
+    from cryptovol.config import metrics_bind_address
+
+    host = host or metrics_bind_address()
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(prefix, stats_fn))

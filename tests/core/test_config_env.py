@@ -109,3 +109,30 @@ def test_load_env_raises_config_error(monkeypatch):
     monkeypatch.setenv("CRYPTOVOL_ALERT_TIMEOUT_S", "0")
     with pytest.raises(ConfigError, match=r"CRYPTOVOL_ALERT_TIMEOUT_S='0': expected seconds"):
         load_env()
+
+
+def test_metrics_servers_bind_to_the_configured_address(monkeypatch):
+    """Loopback by default; CRYPTOVOL_METRICS_BIND_ADDRESS=0.0.0.0 (compose) lets Prometheus in."""
+    import urllib.request
+
+    from cryptovol.ingest.metrics import start_metrics_server
+    from cryptovol.ingest.stats import IngestStats
+    from cryptovol.procs import free_port
+    from cryptovol.stream.metrics import serve_stats
+
+    starters = {
+        "featurizer": lambda port: serve_stats(port, "cryptovol_test", lambda: {"seen": 1.0}),
+        "ingest": lambda port: start_metrics_server(IngestStats(), port),
+    }
+    for address in ("", "0.0.0.0"):
+        monkeypatch.setenv("CRYPTOVOL_METRICS_BIND_ADDRESS", address)
+        for name, start in starters.items():
+            port = free_port()
+            server = start(port)
+            try:
+                assert server.server_address[0] == (address or "127.0.0.1"), name
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    assert response.status == 200 and b"cryptovol_" in response.read()
+            finally:
+                server.shutdown()
+                server.server_close()
