@@ -101,3 +101,85 @@ def test_grafana_provisioning_points_at_the_dashboard_and_prometheus() -> None:
     uid = datasource["datasources"][0]["uid"]
     dashboard = json.loads(DASHBOARD.read_text())
     assert all(p["datasource"]["uid"] == uid for p in dashboard["panels"])
+
+
+# --- Trust boundaries of the compose stack ----------------------------------------------------------
+
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class ComposeError(ValueError):
+    """What `docker compose` stops with: a required variable unset (its `:?` message)."""
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's variable interpolation: $VAR, ${VAR}, ${VAR:-default}, ${VAR-default},
+    ${VAR:?error}, ${VAR?error}, and $$ for a literal $."""
+
+    def one(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1) or match.group(4)
+        op, arg = match.group(2), match.group(3) or ""
+        value = env.get(name)
+        missing = value is None or (op is not None and op.startswith(":") and value == "")
+        if op in (":-", "-"):
+            return arg if missing else value
+        if op in (":?", "?"):
+            if missing:
+                raise ComposeError(f"required variable {name} is missing a value: {arg}")
+            return value
+        return value or ""
+
+    return _VAR.sub(one, text)
+
+
+def _compose_with(env: dict[str, str]) -> dict:
+    return yaml.safe_load(interpolate(COMPOSE.read_text(), env))
+
+
+PASSWORDS = {"POSTGRES_PASSWORD": "pg-secret", "GRAFANA_PASSWORD": "gf-secret"}
+
+
+def test_compose_refuses_to_start_without_each_password() -> None:
+    for name in PASSWORDS:
+        others = {k: v for k, v in PASSWORDS.items() if k != name}
+        for env in (others, {**others, name: ""}):
+            with pytest.raises(ComposeError, match=rf"{name} is missing a value: set {name}, there is no"):
+                _compose_with(env)
+    config = _compose_with(PASSWORDS)
+    assert config["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == "pg-secret"
+    assert config["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "gf-secret"
+    assert "pg-secret@postgres" in " ".join(config["services"]["mlflow"]["command"])
+
+
+def test_no_secret_has_a_default_in_compose() -> None:
+    text = COMPOSE.read_text()
+    for match in _VAR.finditer(text):
+        name, op = match.group(1) or match.group(4), match.group(2)
+        if name and re.search(r"PASSWORD|TOKEN|SECRET", name):
+            assert op not in (":-", "-"), f"{match.group(0)} has a default"
+    assert "admin/admin" not in text
+
+
+def test_every_published_port_binds_to_loopback_unless_told_otherwise() -> None:
+    published = {name: svc["ports"] for name, svc in _compose_with(PASSWORDS)["services"].items()
+                 if svc.get("ports")}
+    assert {"redpanda", "redpanda-console", "mlflow", "dagster-webserver", "service", "prometheus",
+            "grafana"} <= set(published)
+    for name, ports in published.items():
+        for port in ports:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    exposed = _compose_with({**PASSWORDS, "CRYPTOVOL_BIND_ADDRESS": "0.0.0.0"})["services"]
+    assert all(str(p).startswith("0.0.0.0:") for svc in exposed.values() for p in svc.get("ports", []))
+
+
+def test_metrics_servers_listen_on_the_compose_network_but_are_not_published() -> None:
+    services = _compose_with(PASSWORDS)["services"]
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    scraped = {t.rsplit(":", 1)[0] for job in config["scrape_configs"]
+               for t in job["static_configs"][0]["targets"]}
+    for name in ("ingest", "featurize", "score", "drift-monitor"):
+        assert name in scraped
+        assert services[name]["environment"]["CRYPTOVOL_METRICS_BIND_ADDRESS"] == "0.0.0.0", name
+        assert not services[name].get("ports"), f"{name}'s metrics port is published"
