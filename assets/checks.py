@@ -6,7 +6,6 @@ failures are reported with WARN severity and do not block. Freshness compares th
 time in the lake with now (CRYPTOVOL_FRESHNESS_MAX_AGE_S, default 2 h).
 """
 
-import os
 import time
 import warnings
 from typing import Any
@@ -25,7 +24,9 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
 
 
 def freshness_max_age_s() -> float:
-    return float(os.environ.get("CRYPTOVOL_FRESHNESS_MAX_AGE_S", "").strip() or 7200.0)
+    from cryptovol.config import load_env
+
+    return load_env().freshness_max_age_s
 
 
 def suite_result(report: Any, path: Any) -> dg.AssetCheckResult:

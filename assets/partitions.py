@@ -7,15 +7,13 @@ loads.
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-from cryptovol.config import Settings
+from cryptovol.config import Settings, load_env
 
 DATE_DIM = "date"
 PRODUCT_DIM = "product"
-START_DATE = os.environ.get("CRYPTOVOL_START_DATE", "").strip() or "2025-11-01"
+START_DATE = load_env().start_date  # validated YYYY-MM-DD, default 2025-11-01
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1, timezone="UTC")
 product_partitions = dg.StaticPartitionsDefinition(list(Settings.from_env().products))

@@ -347,6 +347,13 @@ class PlatformEnv(BaseSettings):
     def product_ids(self) -> tuple[str, ...]:
         return parse_products(self.products)
 
+    def value_of(self, variable: str) -> Any:
+        """The validated value of an environment variable by its name, e.g. `"CRYPTOVOL_DRIFT_CRON"`."""
+        for name, info in type(self).model_fields.items():
+            if info.alias == variable:
+                return getattr(self, name)
+        raise KeyError(f"{variable} is not a cryptovol variable (cryptovol.config.PlatformEnv)")
+
     @classmethod
     def variables(cls) -> dict[str, str]:
         """Variable name -> accepted form, for documentation and error messages."""

@@ -18,7 +18,6 @@ The drift sensor keeps `PolicyState` as its cursor (`to_json`/`from_json`).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, replace
 
 
@@ -50,12 +49,14 @@ class RetrainPolicy:
     def from_env(cls) -> RetrainPolicy:
         """CRYPTOVOL_DRIFT_MIN_SHARE, CRYPTOVOL_DRIFT_PERSISTENCE, CRYPTOVOL_RETRAIN_COOLDOWN_S,
         CRYPTOVOL_DRIFT_CALM_SHARE."""
-        calm = os.environ.get("CRYPTOVOL_DRIFT_CALM_SHARE", "").strip()
+        from cryptovol.config import load_env
+
+        env = load_env()
         return cls(
-            min_drift_share=float(os.environ.get("CRYPTOVOL_DRIFT_MIN_SHARE", "") or 0.5),
-            persistence=int(os.environ.get("CRYPTOVOL_DRIFT_PERSISTENCE", "") or 2),
-            cooldown_s=float(os.environ.get("CRYPTOVOL_RETRAIN_COOLDOWN_S", "") or 6 * 3600.0),
-            calm_share=float(calm) if calm else None,
+            min_drift_share=env.drift_min_share,
+            persistence=env.drift_persistence,
+            cooldown_s=env.retrain_cooldown_s,
+            calm_share=env.drift_calm_share,
         )
 
 

@@ -6,10 +6,11 @@ import os
 
 import dagster as dg
 
+from cryptovol.config import load_env
+
 
 def automation_enabled() -> bool:
-    value = os.environ.get("CRYPTOVOL_DAGSTER_AUTOMATION", "on").strip().lower()
-    return value not in ("0", "off", "false", "no")
+    return load_env().dagster_automation
 
 
 def sensor_status() -> dg.DefaultSensorStatus:
@@ -21,5 +22,6 @@ def schedule_status() -> dg.DefaultScheduleStatus:
 
 
 def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "").strip()
+    """A validated integer variable (cryptovol.config.PlatformEnv); `default` when it is unset."""
+    value = os.environ.get(name, "").strip() and load_env().value_of(name)
     return int(value) if value else default

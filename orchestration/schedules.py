@@ -6,14 +6,13 @@ CRYPTOVOL_DRIFT_CRON, CRYPTOVOL_FRESHNESS_CRON, CRYPTOVOL_COMPACT_CRON); all tim
 partitions.
 """
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 
 from assets.partitions import partition_key, product_partitions
-from cryptovol.config import Settings
+from cryptovol.config import Settings, load_env
 from orchestration.automation import schedule_status
 from orchestration.jobs import drift_job, freshness_job, ingest_features_job, retrain_job
 from orchestration.maintenance import compact_lake
@@ -21,7 +20,7 @@ from orchestration.resources import LakeResource, MlflowResource
 
 
 def _cron(name: str, default: str) -> str:
-    return os.environ.get(name, "").strip() or default
+    return load_env().value_of(name) or default  # validated: 5 fields
 
 
 @dg.schedule(
