@@ -3,8 +3,13 @@
 `compute_features(ticks, emit_from=k)` turns one product's ticks into feature rows for ticks
 `[k, len)`, using rows `[0, k)` as context only. The batch featurizer passes a day plus the
 previous day's tail, the streaming featurizer passes its per-product tail plus the new ticks, the
-service passes a window of raw ticks and keeps the last row. Because all three call this function,
-stream == batch == serving by construction, not by testing two implementations against each other.
+service passes a window of raw ticks and keeps the last row.
+
+`RollingFeatures` is the same definitions in incremental form, for the streaming featurizer: per
+product it keeps O(1)-per-second rolling state (exact whole-second sums) instead of re-running the
+~320 s history with every tick, so a tick costs the same whatever the window lengths. It equals
+`compute_feature_arrays` within 1e-9 relative (exactly for the whole-second sums and exact zeros),
+which `tests/features/test_features_rolling.py` and the stream == batch tests check.
 
 Exact definitions (t = event time of the row's tick in UTC ns, s = 1e9 ns, mid = (bid + ask) / 2,
 lm = log(mid)):
@@ -63,7 +68,9 @@ As-of returns `ret_Ls` (L = 1, 5, 30, 60)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -379,3 +386,262 @@ __all__ = [
     "compute_features_multi",
     "empty_feature_frame",
 ]
+
+
+# -- the incremental form (streaming) -------------------------------------------------------------
+
+#: Exact sums: every float is an integer multiple of 2**-1074, so window sums of scaled integers
+#: are exact (no drift from adding and subtracting, exactly 0 for a flat price), and `int / int`
+#: rounds the exact sum once, correctly.
+_EXP = 1074
+_ONE = 1 << _EXP
+
+
+def _exact(x: float) -> int:
+    num, den = x.as_integer_ratio()
+    return num << (_EXP - (den.bit_length() - 1))
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The look-back windows of the feature definitions (module docstring). `scaled(k)` multiplies
+    every one by k: only the benchmarks use that, to show the incremental cost stays flat."""
+
+    return_lags_s: tuple[int, ...] = RETURN_LAGS_S
+    tick_rate_s: tuple[int, ...] = TICK_RATE_WINDOWS_S
+    volume_lag_s: int = 60
+    rv_s: tuple[int, ...] = RV_WINDOWS_S
+    ewma_half_life_s: float = EWMA_HALF_LIFE_S
+    ewma_span_s: int = EWMA_SPAN_S
+    vov_rv_s: int = VOV_RV_S
+    vov_window_s: int = VOV_WINDOW_S
+
+    def scaled(self, k: int) -> Windows:
+        return Windows(
+            tuple(w * k for w in self.return_lags_s), tuple(w * k for w in self.tick_rate_s),
+            self.volume_lag_s * k, tuple(w * k for w in self.rv_s), self.ewma_half_life_s * k,
+            self.ewma_span_s * k, self.vov_rv_s * k, self.vov_window_s * k,
+        )
+
+
+class RollingFeatures:
+    """The incremental form of `compute_feature_arrays` for one product's stream: `update(...)`
+    takes the next ticks (event-time order) and returns their feature rows, the same definitions
+    (module docstring) equal to the batch computation within 1e-9 relative.
+
+    The per-tick cost does not depend on the window lengths: as-of lookups bisect a buffer of the
+    last `max lag + MAX_GAP_S` seconds of ticks; the 1-second grid keeps, per closed second, exact
+    running sums of the squared returns for every realized-vol window, the EWMA by its recurrence
+    (re-summed in the batch's order once per span, and exactly 0 when its window is flat), and
+    exact running first and second moments of the per-second rv_30s for vol_of_vol. Each closed
+    second costs O(1); the whole-second sums are exact, so nothing drifts over a long stream.
+    """
+
+    def __init__(self, windows: Windows | None = None) -> None:
+        w = self.w = windows or Windows()
+        self._lam = 0.5 ** (1.0 / w.ewma_half_life_s)
+        self._ew_weights = self._lam ** np.arange(w.ewma_span_s - 1, 0, -1, dtype=np.float64)
+        self._ew_sum = float(np.sum(self._lam ** np.arange(w.ewma_span_s, dtype=np.float64)))
+        self._lam_span = self._lam ** w.ewma_span_s
+        self._sum_widths = sorted({r - 1 for r in w.rv_s} | {w.vov_rv_s, w.ewma_span_s - 1})
+        self._ring = max(self._sum_widths) + 1
+        self._keep_ns = int((max(*w.return_lags_s, *w.tick_rate_s, w.volume_lag_s) + MAX_GAP_S + 1) * SEC)
+        cap = 1024
+        self._bt = np.empty(cap, dtype=np.int64)
+        self._bmid = np.empty(cap)
+        self._bvol = np.empty(cap)
+        self._b0 = self._b1 = 0
+        self._count = 0  # ticks seen (the global index of the next one)
+        self.last_ns: int | None = None
+        self._seg_ns = 0
+        self._last_lm = math.nan
+        self._reset_grid(0)
+
+    # -- per-second state ----------------------------------------------------------------------
+    def _reset_grid(self, k: int) -> None:
+        """A new segment whose first tick lies in second k + 1 (`(k, k + 1]`): no grid value yet."""
+        self._kc = k  # last closed second
+        self._g = math.nan  # g(kc)
+        self._r2 = [0] * self._ring  # exact squared returns by second (k % ring); 0 before the segment
+        self._r2f = np.zeros(self._ring)  # the same as floats, for the periodic EWMA re-sum
+        self._sums = dict.fromkeys(self._sum_widths, 0)
+        self._ew = 0.0
+        self._since_resum = 0
+        n = self.w.vov_window_s
+        self._v = [0] * n
+        self._sv = 0
+        self._sv2 = 0
+        self._cur = (math.nan,) * (len(self.w.rv_s) + 3)  # (g, rv sums..., ew, vov) at kc
+
+    def _close(self, k: int, g: float) -> tuple[float, ...]:
+        """Close second k with grid value g; returns (g, whole-second rv sums, ew sum, vov) at k."""
+        w, ring = self.w, self._ring
+        x = (g - self._g) ** 2 if not math.isnan(self._g) else 0.0  # first second of a segment: 0
+        xe = _exact(x)
+        slot = k % ring
+        r2 = self._r2
+        for width in self._sum_widths:
+            self._sums[width] += xe - r2[(k - width) % ring]
+        r2[slot] = xe
+        old = float(self._r2f[(k - w.ewma_span_s + 1) % ring])
+        self._r2f[slot] = x
+        span1 = w.ewma_span_s - 1
+        self._since_resum += 1
+        if self._sums[span1] == 0:
+            self._ew = 0.0
+        elif self._since_resum >= span1:
+            # the batch's own order once per span: the recurrence's rounding never accumulates
+            idx = np.arange(k - span1 + 1, k + 1) % ring
+            self._ew = float(np.cumsum(self._r2f[idx] * self._ew_weights)[-1])
+            self._since_resum = 0
+        else:
+            self._ew = self._lam * self._ew + self._lam * x - self._lam_span * old
+        v = _exact(math.sqrt(self._sums[w.vov_rv_s] / _ONE))
+        n = w.vov_window_s
+        out_v = self._v[k % n]
+        self._v[k % n] = v
+        self._sv += v - out_v
+        self._sv2 += v * v - out_v * out_v
+        var = (n * self._sv2 - self._sv * self._sv) / (n * n * _ONE * _ONE)
+        self._g = g
+        self._kc = k
+        return (g, *(self._sums[r - 1] / _ONE for r in w.rv_s), self._ew, math.sqrt(max(var, 0.0)))
+
+    # -- tick buffer for as-of lookups --------------------------------------------------------
+    def _append(self, t: np.ndarray, mid: np.ndarray, vol: np.ndarray) -> None:
+        n = len(t)
+        cutoff = int(t[0]) - self._keep_ns  # what the first of these rows can still look back to
+        self._b0 += int(np.searchsorted(self._bt[self._b0:self._b1], cutoff, side="left"))
+        if self._b1 + n > len(self._bt):
+            live = self._b1 - self._b0
+            cap = max(len(self._bt), 2 * (live + n))
+            for name in ("_bt", "_bmid", "_bvol"):
+                old = getattr(self, name)
+                new = np.empty(cap, dtype=old.dtype)
+                new[:live] = old[self._b0:self._b1]
+                setattr(self, name, new)
+            self._b0, self._b1 = 0, live
+        self._bt[self._b1:self._b1 + n] = t
+        self._bmid[self._b1:self._b1 + n] = mid
+        self._bvol[self._b1:self._b1 + n] = vol
+        self._b1 += n
+
+    # -- the step ------------------------------------------------------------------------------
+    def update(
+        self,
+        event_time_ns: np.ndarray,
+        best_bid: np.ndarray,
+        best_ask: np.ndarray,
+        best_bid_qty: np.ndarray,
+        best_ask_qty: np.ndarray,
+        volume_24h: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """Feature arrays (FEATURE_NAMES) for these ticks, which must follow the previous ones."""
+        t = np.asarray(event_time_ns, dtype=np.int64)
+        m = len(t)
+        if m == 0:
+            return {name: np.empty(0) for name in FEATURE_NAMES}
+        prev = self.last_ns
+        if (prev is not None and int(t[0]) < prev) or (m > 1 and bool(np.any(t[1:] < t[:-1]))):
+            raise ValueError("RollingFeatures.update: ticks must come in event-time order")
+        w = self.w
+        bid = np.asarray(best_bid, dtype=np.float64)
+        ask = np.asarray(best_ask, dtype=np.float64)
+        bq = np.asarray(best_bid_qty, dtype=np.float64)
+        aq = np.asarray(best_ask_qty, dtype=np.float64)
+        vol = np.asarray(volume_24h, dtype=np.float64)
+        mid = 0.5 * (bid + ask)
+        lm = np.log(mid)
+        out: dict[str, np.ndarray] = {}
+        spread = ask - bid
+        out["mid"] = mid
+        out["spread"] = spread
+        out["spread_bps"] = spread / mid * 1e4
+
+        # segments: a gap > MAX_GAP_S (or the very first tick) starts one
+        starts = np.flatnonzero(np.diff(t) > MAX_GAP_NS) + 1
+        if prev is None or int(t[0]) - prev > MAX_GAP_NS:
+            starts = np.concatenate(([0], starts))
+        seg = np.full(m, self._seg_ns, dtype=np.int64)
+        if len(starts):
+            mark = np.full(m, -1, dtype=np.int64)
+            mark[starts] = starts
+            np.maximum.accumulate(mark, out=mark)
+            seg = np.where(mark >= 0, t[np.maximum(mark, 0)], seg)
+
+        # as-of lookups over the tick buffer (history + these ticks)
+        first = self._count
+        self._append(t, mid, vol)
+        bt = self._bt[self._b0:self._b1]
+        base = first - (len(bt) - m)  # global index of bt[0]
+        idx = np.arange(first, first + m)
+        asof: dict[int, np.ndarray] = {}
+        for lag in sorted({*w.return_lags_s, *w.tick_rate_s, w.volume_lag_s}):
+            asof[lag] = np.searchsorted(bt, t - lag * SEC, side="right") - 1  # into bt
+        bmid = self._bmid[self._b0:self._b1]
+        bvol = self._bvol[self._b0:self._b1]
+        for name, lag in zip(("ret_1s", "ret_5s", "ret_30s", "ret_60s"), w.return_lags_s, strict=True):
+            val = np.log(mid / bmid[np.maximum(asof[lag], 0)])
+            val[seg > t - lag * SEC] = np.nan
+            out[name] = val
+        for name, win in zip(("tick_rate_30s", "tick_rate_60s"), w.tick_rate_s, strict=True):
+            val = (idx - (asof[win] + base)).astype(np.float64) / win
+            val[seg > t - win * SEC] = np.nan
+            out[name] = val
+        tot = bq + aq
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bi = (bq - aq) / tot
+            out["book_imbalance"] = np.where(np.isfinite(bi), bi, 0.0)
+            v_then = bvol[np.maximum(asof[w.volume_lag_s], 0)]
+            chg = vol / v_then - 1.0
+        chg = np.where(np.isfinite(chg) & (v_then > 0), chg, 0.0)
+        chg[seg > t - w.volume_lag_s * SEC] = np.nan
+        out["volume_24h_chg_60s"] = chg
+        ang = (t % (86_400 * SEC)).astype(np.float64) / SEC * (2.0 * np.pi / 86_400.0)
+        out["tod_sin"] = np.sin(ang)
+        out["tod_cos"] = np.cos(ang)
+
+        # the 1-second grid, one segment chunk at a time
+        K = (t - 1) // SEC
+        grid = np.full((m, len(w.rv_s) + 3), np.nan)
+        seg_starts = set(starts.tolist())
+        cuts = sorted(seg_starts | {0})
+        for a, b in zip(cuts, [*cuts[1:], m], strict=True):
+            if a in seg_starts:
+                self._reset_grid(int(K[a]))
+                self._seg_ns = int(t[a])
+                self._last_lm = math.nan
+            self._grid_chunk(t[a:b], lm[a:b], K[a:b], grid[a:b])
+        g = grid[:, 0]
+        p2 = (lm - g) ** 2
+        for j, r in enumerate(w.rv_s):
+            val = np.sqrt(grid[:, 1 + j] + p2)
+            val[seg > (K - r + 1) * SEC] = np.nan
+            out[("rv_30s", "rv_60s", "rv_300s")[j]] = val
+        ew = np.sqrt((grid[:, 1 + len(w.rv_s)] + p2) / self._ew_sum)
+        ew[seg > (K - w.ewma_span_s + 1) * SEC] = np.nan
+        out["ewma_vol"] = ew
+        vov = grid[:, 2 + len(w.rv_s)].copy()
+        vov[seg > (K - w.vov_rv_s - w.vov_window_s + 1) * SEC] = np.nan
+        out["vol_of_vol"] = vov
+
+        self._count += m
+        self.last_ns = int(t[-1])
+        self._last_lm = float(lm[-1])
+        return out
+
+    def _grid_chunk(self, t: np.ndarray, lm: np.ndarray, K: np.ndarray, grid: np.ndarray) -> None:
+        """Close the seconds these ticks pass and fill each row's per-second values at its K."""
+        k_end = int(K[-1])
+        k0 = self._kc
+        rows = [self._cur]
+        if k_end > k0:
+            ks = np.arange(k0 + 1, k_end + 1, dtype=np.int64)
+            pos = np.searchsorted(t, ks * SEC, side="right") - 1
+            gs = np.where(pos >= 0, lm[np.maximum(pos, 0)], self._last_lm).tolist()
+            close = self._close
+            rows += [close(k, g) for k, g in zip(range(k0 + 1, k_end + 1), gs, strict=True)]
+            self._cur = rows[-1]
+        table = np.array(rows, dtype=np.float64)
+        grid[:] = table[K - k0]
+        self._last_lm = float(lm[-1])
