@@ -65,8 +65,12 @@ def execute(
     costs: CostModel = CostModel(),
     *,
     base_exposure: float = 1.0,
+    band: float = 0.0,
 ) -> BlockResult:
-    """Positions, gross/net returns and costs of one gap-free block (see the module docstring)."""
+    """Positions, gross/net returns and costs of one gap-free block (see the module docstring).
+
+    `band`: no-trade band; the position moves to the target only when they differ by more than
+    `band` (a continuous target would otherwise pay the spread every second for tiny changes)."""
     mid = np.asarray(mid, float)
     target = np.asarray(target, float)
     n = mid.size
@@ -79,7 +83,13 @@ def execute(
         raise ValueError("mid prices must be finite and positive")
     position = np.empty(n)
     position[0] = base_exposure
-    position[1:] = np.where(np.isfinite(target[:-1]), target[:-1], base_exposure)  # next-row execution
+    wanted = np.where(np.isfinite(target), target, base_exposure)
+    if band > 0:
+        for k in range(1, n):  # next-row execution, only outside the band
+            move = abs(wanted[k - 1] - position[k - 1]) > band
+            position[k] = wanted[k - 1] if move else position[k - 1]
+    else:
+        position[1:] = wanted[:-1]  # next-row execution
     ret = np.zeros(n)
     ret[1:] = mid[1:] / mid[:-1] - 1.0
     gross = np.zeros(n)
@@ -105,14 +115,14 @@ def block_starts(product: np.ndarray, segment: np.ndarray) -> np.ndarray:
 
 def execute_blocks(
     mid: np.ndarray, spread: np.ndarray, target: np.ndarray, starts: np.ndarray,
-    costs: CostModel = CostModel(), *, base_exposure: float = 1.0,
+    costs: CostModel = CostModel(), *, base_exposure: float = 1.0, band: float = 0.0,
 ) -> BlockResult:
     """`execute` on every block (split where `starts` is True), concatenated in row order."""
     edges = np.flatnonzero(np.asarray(starts, bool))
     if edges.size == 0 or edges[0] != 0:
         edges = np.r_[0, edges]
     edges = np.r_[edges, len(mid)]
-    parts = [execute(mid[a:b], spread[a:b], target[a:b], costs, base_exposure=base_exposure)
+    parts = [execute(mid[a:b], spread[a:b], target[a:b], costs, base_exposure=base_exposure, band=band)
              for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
     if not parts:
         return _empty()

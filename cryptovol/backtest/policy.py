@@ -9,7 +9,8 @@
 - `voltarget` (continuous): exposure = min(1, target_vol / predicted_vol). Predicted forward vol
   of a row = its trailing reference vol (the label's `rv_300s` scaled to the horizon) x
   E[forward/trailing vol ratio | the driver's probability], an isotonic map fitted on the
-  validation rows; the target is the median predicted vol on validation. Every driver (baseline
+  validation rows; the target is the median predicted vol on validation; the position is rebalanced
+  only when it is more than `band` (0.1) away from the target. Every driver (baseline
   or learned) goes through the same map, so they differ only in what their probability knows.
 """
 
@@ -54,6 +55,8 @@ class VolTarget:
     """min(1, target_vol / predicted_vol), predicted vol from an isotonic ratio map."""
 
     horizon_s: float = 60.0
+    #: Rebalance only when the target moved more than this from the position.
+    band: float = 0.1
     trailing_column: str = "rv_300s"
     trailing_s: float = 300.0
     target_vol: float = float("nan")
@@ -81,7 +84,7 @@ class VolTarget:
         return np.where(np.isfinite(exposure), exposure, 1.0)
 
     def describe(self) -> dict[str, Any]:
-        return {"rule": "voltarget", "target_vol": self.target_vol}
+        return {"rule": "voltarget", "target_vol": self.target_vol, "band": self.band}
 
 
 def run_rule(rule: Overlay | VolTarget, probability: np.ndarray, frame: pd.DataFrame,
@@ -89,7 +92,7 @@ def run_rule(rule: Overlay | VolTarget, probability: np.ndarray, frame: pd.DataF
     """Execute a rule on rows sorted by product, segment, time (blocks split at gaps)."""
     starts = block_starts(frame["product_id"].to_numpy(), frame["segment"].to_numpy())
     return execute_blocks(frame["mid"].to_numpy(float), frame["spread"].to_numpy(float),
-                          rule.target(probability, frame), starts, costs)
+                          rule.target(probability, frame), starts, costs, band=getattr(rule, "band", 0.0))
 
 
 def choose_overlay(probability: np.ndarray, frame: pd.DataFrame, costs: CostModel, *,

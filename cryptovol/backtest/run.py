@@ -172,8 +172,13 @@ def _finish(name: str, title: str, runs: dict[str, dict[str, list]], params: dic
                                             seed=config.seed)
             for stat, (series, fn) in BOOTSTRAP_STATS.items()
         }
-        verdict[rule] = _verdict(rule, champ, best_key, comparison[rule]["sharpe"],
-                                 strategies[BUY_AND_HOLD].metrics["hours"])
+        # and does the overlay pay at all, against simply holding?
+        comparison[rule]["sharpe_vs_buy_and_hold"] = BM.paired_block_bootstrap(
+            champ_run.net, strategies[BUY_AND_HOLD].net, stat_fns["sharpe"], block=config.block,
+            n_boot=config.n_boot, seed=config.seed)
+        verdict[rule] = (_verdict(rule, champ, best_key, comparison[rule]["sharpe"],
+                                  strategies[BUY_AND_HOLD].metrics["hours"])
+                         + " " + _versus_hold(comparison[rule]["sharpe_vs_buy_and_hold"]))
     return Section(name=name, title=title, strategies=strategies, best_baseline=best,
                    comparison=comparison, verdict=verdict)
 
@@ -188,6 +193,16 @@ def _verdict(rule: str, champ: str, best: str, ci: dict[str, float], hours: floa
                 "no evidence that the champion's signal pays more than the best baseline's.")
     better = "better" if diff > 0 else "worse"
     return f"{rule}: {champ} does {better} than {best} ({span}) on {hours:.1f} h of data."
+
+
+def _versus_hold(ci: dict[str, float]) -> str:
+    low, high, diff = ci["low"], ci["high"], ci["diff"]
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "Against buy-and-hold: no interval."
+    span = f"Sharpe difference {diff:+.2f} [95% CI {low:+.2f}, {high:+.2f}]"
+    if low <= 0.0 <= high:
+        return f"Against buy-and-hold: not separable ({span})."
+    return f"Against buy-and-hold: {'better' if diff > 0 else 'worse'} ({span})."
 
 
 def _nan_low(x: float) -> float:

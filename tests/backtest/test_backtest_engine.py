@@ -139,3 +139,23 @@ def test_overlay_stays_cut_for_the_hold_after_the_last_alert_and_looks_only_back
         changed[t] = 1.0
         other = Overlay(threshold=0.5, hold_rows=60).target(changed)
         np.testing.assert_array_equal(other[:t], target[:t])
+
+
+def test_no_trade_band_trades_only_outside_it_and_stays_causal() -> None:
+    mid, spread = random_walk(400, seed=10)
+    # a jittery target around a slow swing: the band skips the jitter, follows the swing
+    target = 0.7 + 0.2 * np.sin(np.arange(400) / 40.0) + np.random.default_rng(11).normal(0, 0.03, 400)
+    banded = execute(mid, spread, target, band=0.1)
+    free = execute(mid, spread, target)
+    assert banded.turnover < 0.5 * free.turnover
+    assert np.count_nonzero(banded.traded) < 0.1 * np.count_nonzero(free.traded)
+    assert np.max(np.abs(banded.position[1:] - target[:-1])) <= 0.1 + 1e-12
+    moved = np.flatnonzero(banded.traded > 0)
+    assert moved.size > 0
+    for k in moved:
+        assert banded.position[k] == target[k - 1]
+    changed = target.copy()
+    changed[200] = 0.0
+    other = execute(mid, spread, changed, band=0.1)
+    np.testing.assert_array_equal(other.position[:201], banded.position[:201])
+    assert other.position[201] == 0.0
