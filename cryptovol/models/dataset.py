@@ -240,6 +240,34 @@ def load_recorded_ticks(
     return ticks, {"files": len(files), "read": report.as_dict()}
 
 
+def real_series_paths(root: str | Path) -> list[Path]:
+    """The recording files of the main real series under `root` (the shared data dir, or the series
+    folder itself), minus `DEFAULT_EXCLUDES`: exactly what `cryptovol train --real-data` trains on."""
+    from cryptovol.recorded import expand_paths
+
+    root = Path(root)
+    main = root / MAIN_REAL_SERIES
+    base = main if main.is_dir() else root
+    if not base.exists():
+        raise FileNotFoundError(f"{base} does not exist")
+    return [p for p in expand_paths([base]) if not any(x in p.name for x in DEFAULT_EXCLUDES)
+            and p.suffix != ".md" and not p.name.endswith(".md")]
+
+
+def land_real_series(
+    root: str | Path, data_dir: str | Path, *, products: Iterable[str] = ("BTC-USD",)
+) -> Any:
+    """Write the main real series as landing files under `data_dir/raw` (the files
+    `real_series_paths` selects; ticks already landed are skipped), so the Dagster graph can
+    featurize and train on it. Returns the replay stats."""
+    from cryptovol.replay import load_records, replay_to_landing
+
+    records = load_records(real_series_paths(root), products=products)
+    if not records:
+        raise FileNotFoundError(f"no {', '.join(products)} ticks in the recordings under {root}")
+    return replay_to_landing(records, Path(data_dir) / "raw")
+
+
 def feature_matrix(frame: pd.DataFrame) -> pd.DataFrame:
     """Just the feature columns (what a model sees), in contract order."""
     return frame.loc[:, FEATURE_NAMES]

@@ -64,6 +64,12 @@ def fit_predictor(
     (XGBoost early-stops on the first half), so candidates can be compared on it fairly."""
     if len(np.unique(np.asarray(y_fit, bool))) < 2:
         raise SingleClassError(f"{kind}: the fold's fit rows hold a single class; nothing to learn")
+    params = dict(params or {})
+    grid = params.pop("grid", None)
+    search: dict[str, float] = {}
+    if grid:
+        params, search = _search(kind, params, grid, fit_frame, y_fit, val_frame, y_val,
+                                 fwd_rv_fit=fwd_rv_fit, horizon_s=horizon_s)
     scorer = make_scorer(kind, horizon_s=horizon_s, params=params)
     scorer.fit(fit_frame, np.asarray(y_fit, bool), fwd_rv=fwd_rv_fit, val_frame=val_frame,
                y_val=np.asarray(y_val, bool))
@@ -73,7 +79,27 @@ def fit_predictor(
     threshold = choose_decision_threshold(probability, y_val, target_alert_rate=target_alert_rate)
     y_val = np.asarray(y_val, bool)
     half = len(y_val) // 2
-    diag = {**diag, "decision_threshold": threshold,
+    diag = {**diag, **search, "decision_threshold": threshold,
             "selection_pr_auc": pr_auc(y_val[half:], val_score[half:])}
     return SpikePredictor(kind=kind, scorer=scorer, calibrator=calibrator,
                           decision_threshold=threshold), diag
+
+
+def _search(
+    kind: str, base: dict[str, Any], grid: list[dict[str, Any]], fit_frame: pd.DataFrame, y_fit: np.ndarray,
+    val_frame: pd.DataFrame, y_val: np.ndarray, *, fwd_rv_fit: np.ndarray | None, horizon_s: float,
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Pick hyperparameters/inputs from `grid` by PR-AUC on the FIRST half of the validation rows
+    (the second half stays untouched for choosing between kinds; test folds are never seen)."""
+    y_val = np.asarray(y_val, bool)
+    half = len(y_val) // 2
+    first, y_first = val_frame.iloc[:half], y_val[:half]
+    best, best_score, best_i = base, -np.inf, -1
+    for i, candidate in enumerate(grid):
+        params = {**base, **candidate}
+        scorer = make_scorer(kind, horizon_s=horizon_s, params=params)
+        scorer.fit(fit_frame, np.asarray(y_fit, bool), fwd_rv=fwd_rv_fit, val_frame=val_frame, y_val=y_val)
+        score = pr_auc(y_first, scorer.score(first)) if len(np.unique(y_first)) == 2 else float("nan")
+        if score == score and score > best_score + 1e-12:
+            best, best_score, best_i = params, score, i
+    return best, {"search_choice": float(best_i), "search_pr_auc": float(best_score)}

@@ -329,3 +329,35 @@ def test_cli_and_dagster_run_the_same_lifecycle(data_dir: Path, instance, monkey
             assert cli_run.data.metrics[f"{kind}.{metric}"] == pytest.approx(
                 stored.summary.loc[kind, metric], rel=1e-9), (kind, metric)
     assert dagster_run.data.tags["dagster_run_id"] == result.run_id
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@pytest.mark.slow  # several minutes: a week of real ticks through every partition and the retrain job
+def test_real_data_through_the_graph_matches_cryptovol_train(data_dir: Path, instance, monkeypatch) -> None:
+    """The Dec-2025 BTC-USD recording landed, featurized and trained in Dagster ends with a champion
+    chosen by the gate, and `cryptovol train --real-data` decides the same on the same files."""
+    if not (SHARED_DATA / "coinbase_advtrade_ticker_btcusd_2025-12").is_dir():
+        pytest.skip(f"real data not found under {SHARED_DATA} (the shared data dir is not mounted)")
+    import mlflow
+
+    from cryptovol.cli import main
+    from orchestration.real_data import materialize_real_data
+
+    result = materialize_real_data(SHARED_DATA, instance=instance)
+    assert result.success
+    champion = metadata(result, "champion_model")
+    assert champion["promoted"] is True and champion["champion_version"] != "none"
+    dataset = metadata(result, "training_dataset")
+    assert dataset["rows"] > 5000
+
+    cli_uri = f"sqlite:///{data_dir / 'cli-mlflow' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", cli_uri)
+    assert main(["train", "--real-data", str(SHARED_DATA), "--quiet"]) == 0
+    client = mlflow.MlflowClient(tracking_uri=cli_uri, registry_uri=cli_uri)
+    cli_champion = client.get_model_version_by_alias("cryptovol-spike", "champion")
+    kind = cli_champion.tags["cryptovol.model_kind"]
+    assert kind == champion["champion_kind"] == champion["candidate_kind"]
+    assert cli_champion.tags["cryptovol.gate.reason"] == champion["reason"]
+    assert int(client.get_run(cli_champion.run_id).data.params["rows"]) == dataset["rows"]
