@@ -19,7 +19,8 @@ from orchestration.jobs import ALL_JOBS
 from orchestration.resources import default_resources
 from orchestration.schedules import ALL_SCHEDULES
 from sensors.alerts import asset_check_failure_alerts, run_failure_alerts
-from sensors.drift import drift_retrain_sensor
+from sensors.decisions import champion_kept_alerts
+from sensors.drift import drift_report_sensor, drift_retrain_sensor
 from sensors.landing import new_landing_files_sensor
 
 ALL_ASSETS = [raw_ticks, features, *TRAINING_ASSETS, drift_report, backtest]
@@ -32,8 +33,10 @@ defs = dg.Definitions(
     sensors=[
         new_landing_files_sensor,
         drift_retrain_sensor,
+        drift_report_sensor,
         run_failure_alerts,
         asset_check_failure_alerts,
+        champion_kept_alerts,
     ],
     resources=default_resources(),
     # One process per run: on a 2-core box a subprocess per step costs more (imports of Great

@@ -68,6 +68,7 @@ def test_jobs_schedules_and_sensors_are_defined() -> None:
         "drift_report_sensor",
         "run_failure_alerts",
         "asset_check_failure_alerts",
+        "champion_kept_alerts",
     }
     retrain = repo.get_job("retrain")
     assert {k.to_user_string() for k in retrain.asset_layer.selected_asset_keys} == {

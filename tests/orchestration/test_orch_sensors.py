@@ -240,3 +240,34 @@ def test_every_monitor_report_becomes_a_drift_report_materialization(data_dir: P
     later = monitor_report(data_dir, t0 + timedelta(minutes=5), 0.0)
     second = evaluate(drift_report_sensor, instance, first.cursor, data_dir)
     assert [e.metadata["report_id"].value for e in second.asset_events] == [later.stem]
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_a_retrain_whose_gate_kept_the_champion_alerts(data_dir: Path, instance, changed: bool) -> None:
+    """The decision comes from the run's real champion_model materialization in the event log."""
+    from sensors.decisions import CHAMPION_KEPT, champion_kept_alerts
+
+    @dg.asset(name="champion_model")
+    def decided() -> dg.MaterializeResult:  # what the champion_model asset records after its gate
+        return dg.MaterializeResult(metadata={
+            "champion_changed": changed, "promoted": changed, "champion_version": "2" if changed else "1",
+            "registered_version": "2", "reason": "challenger lower bound +0.001 below the margin 0.01",
+        })
+
+    result = dg.materialize([decided], instance=instance, tags={"cryptovol/trigger": "drift"})
+    run = instance.get_run_by_id(result.run_id)
+    success = [e for e in instance.all_logs(run.run_id) if e.dagster_event and
+               e.dagster_event.event_type == dg.DagsterEventType.RUN_SUCCESS][0]
+    context = dg.build_run_status_sensor_context(
+        sensor_name="champion_kept_alerts", dagster_instance=instance, dagster_run=run,
+        dagster_event=success.dagster_event,
+        resources={"lake": LakeResource(data_dir=str(data_dir)), "alerts": AlertsResource()},
+    )
+    champion_kept_alerts(context)
+    kept = read_alerts(data_dir / "alerts" / "alerts.jsonl", kind=CHAMPION_KEPT)
+    if changed:
+        assert kept == []  # champion_model itself alerts champion_changed
+    else:
+        [alert] = kept
+        assert alert["details"]["champion"] == "1" and alert["details"]["challenger"] == "2"
+        assert alert["details"]["trigger"] == "drift" and "below the margin" in alert["details"]["reason"]
