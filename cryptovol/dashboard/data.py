@@ -22,6 +22,8 @@ from cryptovol.ticks import format_timestamp_ns
 log = logging.getLogger(__name__)
 
 SEC = 1_000_000_000
+#: The held-out evaluation uses at most this many of the newest hours of lake rows.
+MAX_EVAL_HOURS = 6.0
 #: Threshold grid of the slider (probability 0.00 .. 1.00).
 THRESHOLDS = np.round(np.linspace(0.0, 1.0, 101), 2)
 
@@ -189,13 +191,18 @@ def champion_evaluation(settings: Settings, champion: Any | None) -> dict[str, A
     if threshold is None:
         return _empty(f"champion v{champion.version} has no stored spike threshold to label rows with")
     known = {k: label_config[k] for k in ("kind", "horizon_s", "trailing_s", "quantile") if k in label_config}
-    features = lake.read_features(settings.data_dir, check_version=False)
     trained = (champion.metadata.get("trained_window") or {}).get("last_event_time_ns")
+    start_day = lake.day_str(pd.Timestamp(int(trained), unit="ns", tz="UTC")) if trained is not None else None
+    features = lake.read_features(settings.data_dir, start=start_day, check_version=False)
     held_out = "rows after the champion's training window"
     if trained is not None:
         features = features[features["event_time_ns"] > int(trained)]
     else:
         held_out = "all lake rows (the champion records no training window)"
+    # bounded work on a long-running lake: the newest MAX_EVAL_HOURS of held-out rows
+    if not features.empty:
+        newest = int(features["event_time_ns"].max())
+        features = features[features["event_time_ns"] > newest - int(MAX_EVAL_HOURS * 3600 * SEC)]
     if features.empty:
         return _empty("no lake rows after the champion's training window yet")
     try:
