@@ -31,8 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=4.0, help="simulated ticker messages/s per product")
     parser.add_argument("--seed", type=int, default=7, help="market seed (history and live simulator)")
     parser.add_argument(
-        "--regime-change-at", type=float, default=360.0, metavar="S",
-        help="volatility regime change S seconds after the simulator starts (default 360; <0: none)",
+        "--regime-change-at", type=float, default=300.0, metavar="S",
+        help="volatility regime change S seconds after the simulator starts (default 300; <0: none)",
     )
     parser.add_argument(
         "--regime-vol-mult", type=float, default=4.0, help="volatility multiplier of the new regime"
@@ -62,7 +62,7 @@ def to_argv(args: argparse.Namespace) -> list[str]:
         if not action.option_strings or value == action.default:
             continue
         flag = action.option_strings[0]
-        argv += [flag] if isinstance(action, argparse._StoreTrueAction) else [flag, str(value)]
+        argv += [flag] if isinstance(action, argparse._StoreTrueAction) else [f"{flag}={value}"]
     return argv
 
 

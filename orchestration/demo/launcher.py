@@ -61,7 +61,7 @@ class DemoOptions:
     products: tuple[str, ...] = ("BTC-USD", "ETH-USD")
     rate_hz: float = 4.0
     seed: int = 7
-    regime_change_at_s: float | None = 360.0
+    regime_change_at_s: float | None = 300.0
     regime_vol_mult: float = 4.0
     history_minutes: float = 60.0
     drift_every_s: float = 60.0
@@ -262,10 +262,11 @@ class Demo:
             self.first_champion()
         if wait_mlflow is not None:
             wait_mlflow()
+        # The drift monitor first: its calm reports before the regime change are part of the story.
+        self.start_drift_monitor()
         if o.with_service:
             self.start_service()
         self.start_scorer()
-        self.start_drift_monitor()
         self.print_urls()
 
     def start_broker(self) -> None:
@@ -513,7 +514,8 @@ class Demo:
         """
         o = self.options
         wanted = {
-            "CRYPTOVOL_DRIFT_SENSOR_INTERVAL_S": "30",
+            "CRYPTOVOL_DRIFT_SENSOR_INTERVAL_S": "15",
+            "CRYPTOVOL_ALERT_SENSOR_INTERVAL_S": "15",
             "CRYPTOVOL_DRIFT_PERSISTENCE": "2",
             "CRYPTOVOL_RETRAIN_COOLDOWN_S": f"{2 * o.drift_every_s:g}",
         }

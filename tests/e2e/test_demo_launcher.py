@@ -96,3 +96,23 @@ def test_demo_serves_the_real_bentoml_service_class():
     module_name, _, class_name = target.partition(":")
     service = getattr(importlib.import_module(module_name), class_name)
     assert service.name == "cryptovol_spike"
+
+
+def test_cryptovol_demo_hands_every_option_to_the_launcher_process() -> None:
+    """`cryptovol demo` execs `python -m orchestration.demo` with the options it parsed."""
+    import argparse
+
+    from cryptovol.commands.demo import configure, launcher_command
+    from orchestration.demo.__main__ import options_from
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    given = ["--duration", "600", "--regime-change-at", "-1", "--no-service", "--products", "ETH-USD",
+             "--history-minutes", "20"]
+    cmd = launcher_command(parser.parse_args(given))
+    assert cmd[:3] == [sys.executable, "-m", "orchestration.demo"]
+    options = options_from(parser.parse_args(cmd[3:]), ("BTC-USD", "ETH-USD"))
+    assert options.duration_s == 600 and options.regime_change_at_s is None
+    assert not options.with_service and options.with_dagster
+    assert options.products == ("ETH-USD",) and options.history_minutes == 20
+    assert launcher_command(parser.parse_args([]))[3:] == []

@@ -1,12 +1,15 @@
 """The closed loop on real processes: drift in the live market -> one retrain -> gate -> serving.
 
-History (calm, synthetic landing files) -> Dagster in-process materialization (raw_ticks, features,
-training graph) -> champion v1 served by a real `bentoml serve`. Then the live path runs as real
-processes: `cryptovol simulate` (fast-forwarded simulated clock, volatility x4 after one simulated
-minute) -> `cryptovol ingest` -> embedded broker -> `cryptovol featurize`. The drift report on the
-live window shows drift, the Dagster drift sensor requests exactly one retrain, the retrain runs
-the promotion gate, the alert log records the steps, and the service reports the new champion if
-the gate promoted it. The control run (same, without the regime change) triggers nothing.
+History (the market's first 45 minutes, synthetic landing files) -> Dagster in-process
+materialization (raw_ticks, features, training graph) -> the first champion (the gate's choice,
+a baseline if no learned model earns it) served by a real `bentoml serve`. Then the live path runs
+as real processes: `cryptovol simulate` continuing the same market (`--resume-after`, fast-forwarded
+simulated clock, volatility x4 after one simulated minute) -> `cryptovol ingest` -> embedded broker
+-> `cryptovol featurize`. Every drift report becomes a `drift_report` materialization; the reports
+on the live window show drift, the Dagster drift sensor requests exactly one retrain, the retrain
+runs the promotion gate, the alert log records drift -> decision (champion_changed or
+champion_kept), and the service reports the new champion if the gate promoted it. The control run
+(same market, no regime change) triggers nothing.
 """
 
 from __future__ import annotations
@@ -29,16 +32,17 @@ from cryptovol.simulator.synthetic import generate_landing_files
 pytestmark = pytest.mark.slow
 
 PRODUCTS = ("BTC-USD", "ETH-USD")
+SEED = 5
 HISTORY_S = 45 * 60
+REGIME_AT_S = 60
 #: Live simulated ticks: ~17 simulated minutes (5 of them rv_300s warm-up for the stream).
 LIVE_UPDATES = 16_000
 
 #: Small but real training (as in tests/orchestration): 3 purged folds, fewer trees and draws.
 FAST = {
     "training_dataset": {"config": {"n_folds": 3}},
-    "baseline_model": {"config": {"n_boot": 50}},
-    "logistic_model": {"config": {"n_boot": 50}},
-    "xgboost_model": {"config": {"n_boot": 50, "n_estimators": 60}},
+    "xgboost_model": {"config": {"n_estimators": 60}},
+    "model_evaluation": {"config": {"n_boot": 50}},
 }
 
 
@@ -65,17 +69,13 @@ def _ingest_and_featurize(instance: dg.DagsterInstance, settings: Settings) -> N
         assert result.success
 
 
-def _retrain(instance: dg.DagsterInstance, *, tags: dict[str, str] | None = None,
-             force_promotion: bool = False) -> dg.ExecuteInProcessResult:
-    from assets.training import TRAINING_ASSETS
-    from orchestration.resources import default_resources
+def _retrain(
+    instance: dg.DagsterInstance, *, tags: dict[str, str] | None = None
+) -> dg.ExecuteInProcessResult:
+    from orchestration.definitions import defs
 
-    ops = dict(FAST)
-    if force_promotion:  # bootstrap: the first champion, whatever the baselines say
-        ops["champion_model"] = {"config": {"min_pr_auc_gain": -1.0}}
-    result = dg.materialize(
-        TRAINING_ASSETS, resources=default_resources(), instance=instance,
-        run_config={"ops": ops}, tags=tags,
+    result = defs.resolve_job_def("retrain").execute_in_process(
+        instance=instance, run_config={"ops": FAST}, tags=tags,
     )
     assert result.success
     return result
@@ -92,8 +92,8 @@ def _stream_rows(settings: Settings) -> int:
 
 def _run_live(settings, simulator_factory, ingestor_factory, featurizer_factory, start: datetime,
               regime_change_at_s: float | None) -> int:
-    options = {"rate": "max", "seed": 5, "start_time": start.isoformat().replace("+00:00", "Z"),
-               "max_updates": LIVE_UPDATES, "record": False}
+    options = {"rate": "max", "seed": SEED, "start_time": start.isoformat().replace("+00:00", "Z"),
+               "max_updates": LIVE_UPDATES, "record": False, "resume_after": HISTORY_S}
     if regime_change_at_s is not None:
         options.update(regime_change_at=regime_change_at_s, regime_vol_mult=4)
     simulator = simulator_factory(**options)
@@ -142,13 +142,48 @@ def loop_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRYPTOVOL_RETRAIN_COOLDOWN_S", "0")
 
 
-def _bootstrap(instance, settings: Settings) -> tuple[datetime, str]:
+def _bootstrap(instance, settings: Settings, regime_at_s: float | None) -> tuple[datetime, str]:
+    """The market's first HISTORY_S seconds (the same process the live simulator then resumes)."""
     start = _history_start()
-    generate_landing_files(settings.data_dir, PRODUCTS, start, duration_s=HISTORY_S, seed=11)
+    generate_landing_files(
+        settings.data_dir, PRODUCTS, start, duration_s=HISTORY_S, seed=SEED,
+        regime_change_at_s=None if regime_at_s is None else HISTORY_S + regime_at_s, regime_vol_mult=4,
+    )
     _ingest_and_featurize(instance, settings)
-    first = _champion_metadata(_retrain(instance, force_promotion=True))
-    assert first["champion_version"] == "1"
+    first = _champion_metadata(_retrain(instance))
+    assert first["champion_changed"] and first["champion_version"] != "none"
     return start + timedelta(seconds=HISTORY_S + 1), first["champion_version"]
+
+
+def _record_reports(instance: dg.DagsterInstance, data_dir: Path, cursor: str | None = None) -> str | None:
+    """One drift_report_sensor tick, its events written as the sensor daemon writes them."""
+    from orchestration.definitions import defs
+    from orchestration.resources import LakeResource
+    from sensors.drift import drift_report_sensor
+
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs,
+        resources={"lake": LakeResource(data_dir=str(data_dir))},
+    )
+    tick = drift_report_sensor.evaluate_tick(context)
+    for event in tick.asset_events:
+        instance.report_runless_asset_event(event)
+    return tick.cursor
+
+
+def _kept_alert(instance: dg.DagsterInstance, run_id: str, data_dir: Path) -> None:
+    """champion_kept_alerts on the retrain run's success event."""
+    from orchestration.resources import AlertsResource, LakeResource
+    from sensors.decisions import champion_kept_alerts
+
+    run = instance.get_run_by_id(run_id)
+    [success] = [e.dagster_event for e in instance.all_logs(run_id)
+                 if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.RUN_SUCCESS]
+    champion_kept_alerts(dg.build_run_status_sensor_context(
+        sensor_name="champion_kept_alerts", dagster_instance=instance, dagster_run=run,
+        dagster_event=success,
+        resources={"lake": LakeResource(data_dir=str(data_dir)), "alerts": AlertsResource()},
+    ))
 
 
 def _two_reports(settings: Settings) -> list[dict]:
@@ -161,14 +196,18 @@ def test_regime_change_triggers_one_retrain_and_the_service_follows_the_gate(
     bento_server_factory,
 ) -> None:
     settings = Settings.from_env()
-    live_start, v1 = _bootstrap(instance, settings)
+    live_start, v1 = _bootstrap(instance, settings, REGIME_AT_S)
     server = bento_server_factory(data_dir, env={"CRYPTOVOL_MODEL_POLL_S": "1"})
     assert _version(server.url)["model_version"] == v1
 
     _run_live(settings, simulator_factory, ingestor_factory, featurizer_factory, live_start,
-              regime_change_at_s=60)
+              regime_change_at_s=REGIME_AT_S)
 
     reports = _two_reports(settings)
+    _record_reports(instance, data_dir)
+    recorded = instance.fetch_materializations(dg.AssetKey("drift_report"), limit=10).records
+    assert sorted(r.asset_materialization.metadata["drift_share"].value for r in recorded) == sorted(
+        s["drift_share"] for s in reports)
     for summary in reports:
         assert summary["dataset_drift"] is True, summary["drifted_columns"]
         assert summary["reference_source"].startswith("champion training window")
@@ -189,18 +228,22 @@ def test_regime_change_triggers_one_retrain_and_the_service_follows_the_gate(
 
     # The retrain the sensor asked for: the landing sensor's refresh of the features, then the job.
     _ingest_and_featurize(instance, settings)
-    decision = _champion_metadata(_retrain(instance, tags=request.tags))
-    assert decision["registered_version"] == "2"
+    retrain = _retrain(instance, tags=request.tags)
+    decision = _champion_metadata(retrain)
+    assert int(decision["registered_version"]) > int(v1)
     assert decision["reason"]
-    changes = read_alerts(data_dir / "alerts" / "alerts.jsonl", kind=CHAMPION_CHANGED)
-    if decision["promoted"]:
-        assert decision["champion_version"] == "2"
-        assert [a["details"]["champion"] for a in changes] == ["1", "2"]
-        wait_until(lambda: _version(server.url)["model_version"] == "2", timeout_s=120,
-                   interval_s=1.0, what="the service to hot-swap to v2")
+    _kept_alert(instance, retrain.run_id, data_dir)
+    alerts = read_alerts(data_dir / "alerts" / "alerts.jsonl")
+    after_drift = [a["kind"] for a in alerts if a["created_at"] > drift_alert["created_at"]]
+    changes = [a["details"]["champion"] for a in alerts if a["kind"] == CHAMPION_CHANGED]
+    if decision["champion_changed"]:
+        new = decision["champion_version"]
+        assert after_drift == [CHAMPION_CHANGED] and changes == [v1, new]
+        wait_until(lambda: _version(server.url)["model_version"] == new, timeout_s=120,
+                   interval_s=1.0, what=f"the service to hot-swap to v{new}")
     else:
         assert decision["champion_version"] == v1
-        assert [a["details"]["champion"] for a in changes] == ["1"]
+        assert after_drift == ["champion_kept"] and changes == [v1]
         assert _version(server.url)["model_version"] == v1
 
 
@@ -208,7 +251,7 @@ def test_calm_market_triggers_no_retrain(
     data_dir, broker, instance, loop_env, simulator_factory, ingestor_factory, featurizer_factory,
 ) -> None:
     settings = Settings.from_env()
-    live_start, _ = _bootstrap(instance, settings)
+    live_start, _ = _bootstrap(instance, settings, None)
     _run_live(settings, simulator_factory, ingestor_factory, featurizer_factory, live_start,
               regime_change_at_s=None)
 
