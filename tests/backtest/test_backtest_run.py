@@ -80,3 +80,30 @@ def test_rules_are_chosen_without_the_test_rows(training_set) -> None:
         assert run.params == changed.sections[0].strategies[name].params, name
     assert not np.array_equal(base.sections[0].strategies[BUY_AND_HOLD].net,
                               changed.sections[0].strategies[BUY_AND_HOLD].net)
+
+
+def test_later_regime_section_uses_the_given_champion_and_last_fold_rules(training_set) -> None:
+    from datetime import UTC, datetime
+
+    later = synthetic_training_set(seconds=1200, seed=17, start=datetime(2026, 4, 1, 12, tzinfo=UTC))
+    base = run_backtest(training_set, train_config=FAST, config=CONFIG)
+    # a real fitted predictor stands in for the registry model (same `.predict` contract)
+    from cryptovol.models.training import evaluate_walk_forward
+
+    champion = evaluate_walk_forward(training_set, FAST).last_fold.predictors["har"]
+    result = run_backtest(training_set, train_config=FAST, config=CONFIG, out_of_period={"april": later},
+                          registered_champion=champion)
+    assert [s.name for s in result.sections] == [TEST_FOLDS, "out_of_period"]
+    oop = result.section("out_of_period")
+    assert oop.strategies[BUY_AND_HOLD].net.size == len(later.frame)
+    # the baselines keep the rules of the last fold's validation; the champion's are refitted on it
+    for rule in ("overlay", "voltarget"):
+        assert oop.strategies[f"{rule}:ewma"].params[0]["rule"] == rule
+    last_fold_thresholds = base.sections[0].strategies["overlay:ewma"].params[-1]["threshold"]
+    assert oop.strategies["overlay:ewma"].params[0]["threshold"] == last_fold_thresholds
+    # the "champion" here is the har predictor, so its overlay trades exactly like har's
+    np.testing.assert_array_equal(oop.strategies["overlay:champion"].position,
+                                  oop.strategies["overlay:har"].position)
+    # the test-fold section does not depend on later data
+    assert result.sections[0].strategies["overlay:champion"].metrics == \
+        base.sections[0].strategies["overlay:champion"].metrics
