@@ -25,7 +25,7 @@ MODEL = "cryptovol-spike"
 MAX_BATCH = 20
 MAX_TICKS = 1000
 MAX_BODY = 256 * 1024
-#: Examples per operation and generation mode: ~600 requests, ~20-40 s on the 2-core host.
+#: Examples per operation and generation mode: ~300 requests, ~30 s on the 2-core host.
 EXAMPLES = 50
 
 
