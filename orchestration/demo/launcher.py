@@ -2,10 +2,11 @@
 
 Order of start-up (each step waits for readiness, never sleeps):
   embedded broker -> MLflow UI (answers later) -> history: the market's first hour (fresh data
-  dir only) -> simulator continuing that market (regime change later) -> ingestor -> streaming
-  featurizer -> Dagster webserver + daemon -> first champion by the lineage graph (features for
-  every landing partition, then the `retrain` job, launched through Dagster's GraphQL API)
-  -> BentoML service -> scorer -> drift monitor.
+  dir only; its last minutes replayed into ticks.raw) -> streaming featurizer -> Dagster webserver
+  + daemon -> first champion by the lineage graph (features for every landing partition, then the
+  `retrain` job, launched through Dagster's GraphQL API) -> simulator continuing the history's
+  market and clock (regime change `regime_change_at_s` later) -> ingestor -> drift monitor
+  -> BentoML service -> scorer.
 While running it prints a status line, writes a drift report every `drift_every_s` (the Dagster
 drift sensors record it as a `drift_report` materialization and request a retrain when drift
 persists) and restarts a process that died. Ctrl-C (or the end of `--duration`) stops every
@@ -61,7 +62,7 @@ class DemoOptions:
     products: tuple[str, ...] = ("BTC-USD", "ETH-USD")
     rate_hz: float = 4.0
     seed: int = 7
-    regime_change_at_s: float | None = 300.0
+    regime_change_at_s: float | None = 180.0
     regime_vol_mult: float = 4.0
     history_minutes: float = 60.0
     drift_every_s: float = 60.0
@@ -179,6 +180,7 @@ class Demo:
         self._stop = threading.Event()
         self._last_tree_scan = 0.0
         self.resume_after_s: float | None = None
+        self.history_end: datetime | None = None
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -255,14 +257,16 @@ class Demo:
         os.environ.update({k: v for k, v in self.env.items() if k != "DAGSTER_HOME"})
         wait_mlflow = self.start_mlflow() if o.with_mlflow_ui else None
         needs_champion = self.prepare_history()
-        self.start_stream()
+        self.start_cli_service("featurize", {"--flush-every-s": "1"})
         if o.with_dagster:
             self.start_dagster()
         if needs_champion:
             self.first_champion()
         if wait_mlflow is not None:
             wait_mlflow()
-        # The drift monitor first: its calm reports before the regime change are part of the story.
+        # The live market starts once the platform is ready, so the regime change comes at the
+        # same point of every run (however long the first training took) and calm reports precede it.
+        self.start_live()
         self.start_drift_monitor()
         if o.with_service:
             self.start_service()
@@ -345,9 +349,11 @@ class Demo:
             self.resume_after_s = None  # an old data dir: its history is not this market's start
             return True
         started = time.monotonic()
+        self.history_end = datetime.now(UTC)
         write_history(
             self.settings, o.products, seconds=self.history_seconds(), seed=o.seed, rate_hz=o.rate_hz,
             regime_change_at_s=o.regime_change_at_s, regime_vol_mult=o.regime_vol_mult,
+            end=self.history_end,
         )
         self.resume_after_s = self.history_seconds()
         self.out(f"  + history: the market's first {o.history_minutes:g} min (seed {o.seed}) written as "
@@ -418,7 +424,10 @@ class Demo:
             raise RuntimeError(f"{report.get('error', f'exit code {code}')}; see {process.log_path}")
         return [RunOutcome(**r) for r in report["runs"]]
 
-    def start_stream(self) -> None:
+    def start_live(self) -> None:
+        """The simulator continuing the history's market (and, on a fresh data dir, its clock:
+        `--start-time` = the history's end, so live event times follow the history without a
+        gap however long the first training took), and the ingestor subscribed to it."""
         o = self.options
         opts = command_options("simulate")
         if opts is None:
@@ -432,8 +441,9 @@ class Demo:
                 cmd += ["--regime-change-at", f"{o.regime_change_at_s:g}"]
                 if "--regime-vol-mult" in opts:
                     cmd += ["--regime-vol-mult", f"{o.regime_vol_mult:g}"]
-            if self.resume_after_s:
-                cmd += ["--resume-after", f"{self.resume_after_s:g}"]
+            if self.resume_after_s and self.history_end is not None:
+                cmd += ["--resume-after", f"{self.resume_after_s:g}",
+                        "--start-time", _iso(self.history_end)]
             cmd += list(o.simulator_args)
             self.start_piece("simulator", cmd, ready=lambda: port_open("127.0.0.1", port))
             self.state.urls["Simulator (WebSocket)"] = f"ws://127.0.0.1:{port}"
@@ -447,11 +457,11 @@ class Demo:
             if o.regime_change_at_s is not None:
                 # The market clock starts at the ingestor's subscription, i.e. about now.
                 at = datetime.now(UTC) + timedelta(seconds=o.regime_change_at_s)
+                market = (self.history_end or at - timedelta(seconds=o.regime_change_at_s)) \
+                    + timedelta(seconds=o.regime_change_at_s)
                 self.state.regime_change_at = at
-                self.out(f"  * regime change: volatility x{o.regime_vol_mult:g} from about "
-                         f"{at.isoformat(timespec='seconds').replace('+00:00', 'Z')} "
-                         f"({o.regime_change_at_s:g} s after the simulator's start)")
-        self.start_cli_service("featurize", {"--flush-every-s": "1"})
+                self.out(f"  * regime change: volatility x{o.regime_vol_mult:g} from about {_iso(at)} "
+                         f"(event time {_iso(market)}; {o.regime_change_at_s:g} s after the live start)")
 
     def start_cli_service(
         self, name: str, options: dict[str, str] | None = None, *, metrics: bool = True,
@@ -649,6 +659,10 @@ class Demo:
             self.broker.stop()
             self.out("  - broker stopped")
         self.out(f"data left on disk under {self.settings.data_dir}")
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _print_flush(text: str) -> None:
