@@ -264,12 +264,16 @@ class AlertsResource(dg.ConfigurableResource):
     )
     retries: int = Field(default=3, description="Webhook retries after the first attempt.")
     backoff_s: float = Field(default=0.5, description="First retry delay; doubles each retry.")
+    total_timeout_s: float = Field(
+        default=15.0, description="Most seconds per alert, retries included (CRYPTOVOL_ALERT_TIMEOUT_S)."
+    )
 
     def notifier(self, settings: Settings) -> AlertNotifier:
         from cryptovol.alerts import alert_log_path
 
         return AlertNotifier(
-            alert_log_path(settings), self.webhook_url or None, retries=self.retries, backoff_s=self.backoff_s
+            alert_log_path(settings), self.webhook_url or None,
+            retries=self.retries, backoff_s=self.backoff_s, total_timeout_s=self.total_timeout_s,
         )
 
 
@@ -278,8 +282,12 @@ TRAINING_IO_MANAGER = "lake_io_manager"
 
 
 def default_resources() -> dict[str, Any]:
-    """Resources for the code location, built from the environment at load time."""
+    """Resources for the code location, built from the environment at load time (validated first:
+    a bad variable fails the load naming it)."""
+    from cryptovol.config import load_env
     from orchestration.io_managers import LakePickleIOManager
+
+    env = load_env()
 
     lake = LakeResource(
         data_dir=env_or("CRYPTOVOL_DATA_DIR", "data"),
@@ -300,7 +308,8 @@ def default_resources() -> dict[str, Any]:
         "kafka": KafkaResource(bootstrap_servers=env_or("KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP)),
         "alerts": AlertsResource(
             webhook_url=env_or("CRYPTOVOL_ALERT_WEBHOOK_URL", ""),
-            retries=int(os.environ.get("CRYPTOVOL_ALERT_RETRIES", "").strip() or 3),
-            backoff_s=float(os.environ.get("CRYPTOVOL_ALERT_BACKOFF_S", "").strip() or 0.5),
+            retries=env.alert_retries,  # validated (cryptovol.config.PlatformEnv)
+            backoff_s=env.alert_backoff_s,
+            total_timeout_s=env.alert_timeout_s,
         ),
     }
