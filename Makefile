@@ -35,10 +35,11 @@ test-slow: setup
 test-all: setup
 	$(BIN)/python -m pytest -q
 
-# Long property/fuzz run over the frame parser and the tick and feature-record decoders (the
-# default suite runs the same tests with a few seconds' budget).
+# Long property/fuzz run over the frame parser and the tick and feature-record decoders, and the
+# service's OpenAPI schema against a real `bentoml serve` (the default suite runs the same tests
+# with a few seconds' budget).
 fuzz: setup
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/fuzz -q
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/fuzz tests/serving/test_serving_fuzz.py -q
 
 bench: setup
 	$(BIN)/python -m bench
