@@ -152,7 +152,9 @@ def render_report(result: BacktestResult, *, command: str, images: dict[str, Pat
         f"{result.champion_label}"
         + (f"; on the 2026-04 slices: registered champion v{result.info['out_of_period_champion']}."
            if result.info.get("out_of_period_champion") else
-           "; on the 2026-04 slices: the last fold's chosen model (no registered champion loaded)."),
+           "; on the 2026-04 slices: the last fold's chosen model (no registered champion loaded).")
+        + (f" The model lifecycle's candidate for the registry on this evaluation: "
+           f"{result.info['lifecycle_candidate']}." if result.info.get("lifecycle_candidate") else ""),
         "- Strategy: a long position of 1 (buy-and-hold) with a risk overlay. `overlay`: cut to "
         f"{c.cut_to:g} when the spike probability reaches the threshold, for "
         f"{'the label horizon' if c.hold_s is None else f'{c.hold_s:g} s'} after the last alert; "

@@ -205,6 +205,19 @@ def _versus_hold(ci: dict[str, float]) -> str:
     return f"Against buy-and-hold: {'better' if diff > 0 else 'worse'} ({span})."
 
 
+def _lifecycle_candidate(evaluation: Evaluation) -> str:
+    """What the model lifecycle would register as candidate (the learned challenger only if it
+    clears the gate against the best baseline on the pooled test folds), for the report."""
+    try:
+        from cryptovol.models.lifecycle import judge_candidates
+
+        choice = judge_candidates(evaluation)
+    except Exception as exc:  # noqa: BLE001 - informational only
+        log.info("no lifecycle candidate: %s", exc)
+        return ""
+    return f"{choice.candidate_kind} ({choice.reason})"
+
+
 def _nan_low(x: float) -> float:
     return x if x == x else -np.inf
 
@@ -294,11 +307,13 @@ def run_backtest(
     drivers = {**{k: k for k in baselines}, CHAMPION: evaluation.chosen_kind}
     folds_section, last_rules = backtest_folds(evaluation, config, drivers)
     sections = [folds_section]
-    champion_label = f"{evaluation.chosen_kind} (chosen on validation, re-fitted per fold)"
+    champion_label = (f"{evaluation.chosen_kind} (the learned challenger chosen on validation, "
+                      "re-fitted per fold)")
     info: dict[str, Any] = {"chosen_kind": evaluation.chosen_kind, "folds": len(evaluation.folds),
                             "rows": int(len(evaluation.training_set.frame)),
                             **{k: v for k, v in evaluation.training_set.window().items()
                                if not k.endswith("_ns")}}
+    info["lifecycle_candidate"] = _lifecycle_candidate(evaluation)
     if out_of_period:
         last = evaluation.last_fold
         models: dict[str, Any] = {k: last.predictors[k] for k in baselines}

@@ -1,10 +1,10 @@
 """Each driver's spike probabilities where the backtest may use them, from the models' own code.
 
 Out-of-sample test folds: `cryptovol.models.training.evaluate_walk_forward` fits every baseline
-and learned kind on each purged fold; the test probabilities come from there, and the validation
-probabilities (for choosing thresholds) from the same fold's fitted predictors on that fold's
-validation rows (`walk_forward_folds` with the same config yields the same folds). Nothing here
-fits a model.
+and learned kind on each purged fold; the test probabilities are the lifecycle's pooled
+out-of-sample predictions (`out_of_sample_predictions`), and the validation probabilities (for
+choosing thresholds) come from the same fold's fitted predictors on that fold's validation rows
+(`walk_forward_folds` with the same config yields the same folds). Nothing here fits a model.
 
 The `champion` driver on the test folds is the learned kind the evaluation chose on validation
 (re-fitted per fold, so every test row is out of sample). On later-regime data (the 2026-04
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from cryptovol.models.dataset import TrainingSet
-from cryptovol.models.training import Evaluation
+from cryptovol.models.training import Evaluation, out_of_sample_predictions
 from cryptovol.models.walkforward import walk_forward_folds
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ def fold_signals(evaluation: Evaluation, drivers: dict[str, str]) -> dict[str, l
     folds = {f.index: f for f in walk_forward_folds(t, evaluation.config.walk_forward,
                                                     horizon_s=float(evaluation.config.label.horizon_s))}
     out: dict[str, list[DriverSignal]] = {name: [] for name in drivers}
+    predictions = out_of_sample_predictions(evaluation, kinds=sorted(set(drivers.values())))
+    by_fold = {key: rows for key, rows in predictions.groupby(["kind", "fold"], sort=False)}
     for result in evaluation.folds:
         fold = folds[result.index]
         if not np.array_equal(fold.test, result.test_rows):
@@ -58,10 +60,14 @@ def fold_signals(evaluation: Evaluation, drivers: dict[str, str]) -> dict[str, l
         test_frame = frame.iloc[result.test_rows].reset_index(drop=True)
         for name, kind in drivers.items():
             predictor = result.predictors[kind]
+            rows = by_fold[(kind, result.index)]
+            if not np.array_equal(rows["event_time_ns"].to_numpy(np.int64),
+                                  test_frame["event_time_ns"].to_numpy(np.int64)):
+                raise RuntimeError(f"fold {result.index}: {kind}'s out-of-sample rows are not the test rows")
             out[name].append(DriverSignal(
                 fold=result.index, val_frame=val_frame,
                 val_probability=np.asarray(predictor.predict_proba(val_frame), float),
-                test_frame=test_frame, test_probability=np.asarray(result.probabilities[kind], float),
+                test_frame=test_frame, test_probability=rows["spike_probability"].to_numpy(float),
                 decision_threshold=float(predictor.decision_threshold), predictor=predictor,
             ))
     return out
