@@ -179,7 +179,7 @@ def _broker(run_dir: Path):
 
 
 def run_pipeline(root: Path, mlflow_uri: str, rate: float, warmup_s: float, seconds: float) -> dict:
-    from cryptovol.config import TOPIC_PREDICTIONS
+    from cryptovol.config import TOPIC_FEATURES, TOPIC_PREDICTIONS
     from cryptovol.kafka_io import read_topic
     from cryptovol.procs import free_port, http_ok
 
@@ -215,13 +215,17 @@ def run_pipeline(root: Path, mlflow_uri: str, rate: float, warmup_s: float, seco
         stack.stop()
     try:
         rows = [json.loads(r.value) for r in read_topic(broker.bootstrap, TOPIC_PREDICTIONS)]
+        feats = [json.loads(r.value) for r in read_topic(broker.bootstrap, TOPIC_FEATURES)]
     finally:
         broker.stop()
+    # where the time goes: the featurizer's emitted_at_ns per row (feature row produced)
+    feats = [f for f in feats if t0 <= f["event_time_ns"] < t1]
+    featurized = np.array([f["emitted_at_ns"] - f["event_time_ns"] for f in feats], dtype=np.float64) / 1e6
     rows = [r for r in rows if t0 <= r["event_time_ns"] < t1]
     ev = np.array([r["scored_at_ns"] - r["event_time_ns"] for r in rows], dtype=np.float64) / 1e6
     rx = np.array([r["scored_at_ns"] - r["receive_time_ns"] for r in rows if "receive_time_ns" in r],
                   dtype=np.float64) / 1e6
-    return {"event": _percentiles(ev), "received": _percentiles(rx),
+    return {"event": _percentiles(ev), "received": _percentiles(rx), "featurized": _percentiles(featurized),
             "ticks_per_s": len(rows) / (seconds or 1), "scorer_histogram_p95_ms": scorer_hist}
 
 
@@ -344,7 +348,8 @@ def _fmt(p: dict) -> str:
 def _print_one(mult: float, rate: float, pipe: dict, bare: dict | None) -> None:
     print(f"\n{mult:g}x live ({rate:g} updates/s per product): pipeline {pipe['ticks_per_s']:.0f} "
           f"predictions/s; since event {_fmt(pipe['event'])}; since received {_fmt(pipe['received'])}; "
-          f"scorer histogram p95 <= {pipe['scorer_histogram_p95_ms']:.0f} ms", flush=True)
+          f"scorer histogram p95 <= {pipe['scorer_histogram_p95_ms']:.0f} ms; event -> feature row "
+          f"produced {_fmt(pipe['featurized'])}", flush=True)
     if bare:
         print(f"   bare chain {bare['ticks_per_s']:.0f} ticks/s; since event {_fmt(bare['event'])}; "
               f"since received {_fmt(bare['received'])}", flush=True)
