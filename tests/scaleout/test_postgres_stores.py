@@ -12,6 +12,7 @@ uploaded through the server, nothing in local SQLite files.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from cryptovol.procs import wait_until
 from cryptovol.simulator.synthetic import generate_landing_files
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,36 +149,61 @@ def test_infra_configs_use_what_the_postgres_test_runs() -> None:
     assert pinned and f"DAGSTER_POSTGRES_VERSION={pinned.group(1)}" in DOCKERFILE.read_text()
 
 
-def assert_dagster_state_in_postgres(
-    pg, dagster: DagsterOnPostgres, results: list, latest: dg.AssetKey
-) -> None:
-    """Every run and materialization is in PostgreSQL, none in local SQLite files, and a new
-    instance (another process, another machine) reads them from there."""
-    runs = dict(pg.query(dagster.database, "SELECT run_id, status FROM runs"))
-    assert runs == {r.run_id: "SUCCESS" for r in results}
-    last = results[-1]
-    materialized = {e.asset_key.to_string() for e in last.get_asset_materialization_events()}
+def test_readme_scale_out_command_is_the_compose_one() -> None:
+    """README "Scaling past one machine" shows the same mlflow server flags, environment and driver."""
+    readme = (REPO / "README.md").read_text()
+    [block] = re.findall(r"```bash\n([^`]*?mlflow server[^`]*?)```", readme)
+    service = compose_mlflow_service()
+    compose_flags = {str(p).split("=", 1)[0] for p in service["command"][2:]}
+    assert set(re.findall(r"(--[a-z-]+)", block)) == compose_flags
+    _, env = compose_mlflow_flags()
+    for name, value in env.items():
+        assert f"{name}={value}" in block
+    assert f"--backend-store-uri={dagster_pg_scheme()}://" in block
+
+
+def assert_dagster_state_in_postgres(pg, dagster: DagsterOnPostgres, runs: dict[str, str], last_run: str,
+                                     job: dg.JobDefinition) -> None:
+    """`runs` (run id -> job name) succeeded and are in PostgreSQL, `last_run` materialized every
+    asset of `job` there, no local SQLite file exists, and a new instance (another process, another
+    machine) reads the runs and the latest materializations from PostgreSQL."""
+    statuses = dict(pg.query(dagster.database, "SELECT run_id, status FROM runs"))
+    assert statuses == dict.fromkeys(runs, "SUCCESS")
     in_pg = {key for (key,) in pg.query(
         dagster.database,
         "SELECT DISTINCT asset_key FROM event_logs WHERE run_id = %s AND dagster_event_type = %s",
-        (last.run_id, "ASSET_MATERIALIZATION"),
+        (last_run, "ASSET_MATERIALIZATION"),
     )}
-    assert latest.to_string() in materialized and in_pg == materialized
+    expected = job.asset_layer.selected_asset_keys
+    assert in_pg == {key.to_string() for key in expected}
     assert [p for p in dagster.home.rglob("*") if p.suffix in (".db", ".sqlite")] == []
     with dg.DagsterInstance.from_config(str(dagster.home)) as other:
-        assert other.get_latest_materialization_event(latest).run_id == last.run_id
-        assert {other.get_run_by_id(r.run_id).job_name for r in results} == {r.job_def.name for r in results}
+        assert {run_id: other.get_run_by_id(run_id).job_name for run_id in runs} == runs
+        for key in expected:
+            assert other.get_latest_materialization_event(key).run_id == last_run
 
 
-def move_champion_with_the_cli(pg, database: str, older: str, newer: str) -> None:
+def move_champion(pg, database: str, older: str, newer: str, *, cli_process: bool) -> None:
     """promote `older`, promote `newer`, roll back: the champion ends on `older` whatever the gate
-    did before, and PostgreSQL's alias rows (what every server replica reads) follow each step."""
-    cli("models", "promote", older)
+    did before, and PostgreSQL's alias rows (what every server replica reads) follow each step.
+    Through `cryptovol models ...` processes, or the same registry functions in this process."""
+    from cryptovol.models import registry
+
+    def promote(version: str) -> None:
+        if cli_process:
+            cli("models", "promote", version)
+        else:
+            registry.promote(MODEL, version, reason="test")
+
+    promote(older)
     assert pg_aliases(pg, database)["champion"] == older
-    cli("models", "promote", newer)
+    promote(newer)
     after = pg_aliases(pg, database)
     assert (after["champion"], after["previous_champion"]) == (newer, older)
-    cli("models", "rollback")
+    if cli_process:
+        cli("models", "rollback")
+    else:
+        registry.rollback(MODEL)
     assert pg_aliases(pg, database)["champion"] == older
 
 
@@ -184,22 +211,21 @@ def test_dagster_runs_and_mlflow_registry_live_in_postgres(
     data_dir: Path, postgres_server, dagster_pg: DagsterOnPostgres, mlflow_pg
 ) -> None:
     """The default-suite slice: one partition through Dagster on PostgreSQL; two model versions on
-    the MLflow server (artifacts uploaded through it) and the champion moved by the CLI."""
+    the MLflow server (artifacts uploaded through it) and the champion moved by the registry code
+    behind `cryptovol models promote/rollback` (the slow test runs the CLI itself)."""
     import mlflow
 
     from cryptovol.config import Settings
     from cryptovol.models.tracking import configure_tracking
     from orchestration.definitions import defs
-    from orchestration.jobs import FEATURES
 
     pg, (server, mlflow_db) = postgres_server, mlflow_pg
     start = datetime(2025, 12, 1, 10, 0, tzinfo=UTC)
     generate_landing_files(data_dir, [PRODUCT], start, duration_s=120, seed=3)
-    ingest = defs.resolve_job_def("ingest_and_featurize").execute_in_process(
-        instance=dagster_pg.instance, partition_key=f"{DAY}|{PRODUCT}"
-    )
+    job = defs.resolve_job_def("ingest_and_featurize")
+    ingest = job.execute_in_process(instance=dagster_pg.instance, partition_key=f"{DAY}|{PRODUCT}")
     assert ingest.success
-    assert_dagster_state_in_postgres(pg, dagster_pg, [ingest], FEATURES)
+    assert_dagster_state_in_postgres(pg, dagster_pg, {ingest.run_id: job.name}, ingest.run_id, job)
 
     # The platform's tracking set-up against a server leaves artifacts to the server's store.
     configure_tracking(Settings.from_env())
@@ -212,31 +238,62 @@ def test_dagster_runs_and_mlflow_registry_live_in_postgres(
         client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
     assert len(list(server.artifacts_dir.rglob("MLmodel"))) == 2
     assert not (data_dir / "mlflow").exists()
-    move_champion_with_the_cli(pg, mlflow_db, "1", "2")
+    move_champion(pg, mlflow_db, "1", "2", cli_process=False)
     assert dict(client.get_registered_model(MODEL).aliases) == pg_aliases(pg, mlflow_db)
 
 
-@pytest.mark.slow  # two full retrains through MLflow over HTTP: ~1 min idle, ~3 min on a loaded 2-core box
+def launch_and_wait(url: str, job: str, timeout_s: float = 600.0) -> str:
+    """Launch `job` through the webserver's GraphQL API (queued, then started by the daemon in its
+    own process, as in production) and wait for it to succeed; returns the run id."""
+    from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+    host, port = url.removeprefix("http://").split(":")
+    client = DagsterGraphQLClient(host, port_number=int(port), timeout=60)
+    run_id: list[str] = []
+
+    def submitted() -> bool:  # the code location may still be loading
+        with contextlib.suppress(DagsterGraphQLClientError):
+            run_id.append(client.submit_job_execution(job, repository_location_name="cryptovol",
+                                                      repository_name="__repository__"))
+        return bool(run_id)
+
+    wait_until(submitted, timeout_s=180, interval_s=2.0, what=f"the webserver to accept job {job}")
+    status: list = []
+
+    def finished() -> bool:
+        status.append(client.get_run_status(run_id[0]))
+        return status[-1] in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
+                              dg.DagsterRunStatus.CANCELED)
+
+    wait_until(finished, timeout_s=timeout_s, interval_s=2.0, what=f"run {run_id[0]} of {job}")
+    assert status[-1] == dg.DagsterRunStatus.SUCCESS, (job, status[-1])
+    return run_id[0]
+
+
+@pytest.mark.slow  # dagster dev + two daemon-launched retrains through MLflow over HTTP: ~N min
 def test_retrain_graph_and_champion_on_dagster_and_mlflow_on_postgres(
-    data_dir: Path, postgres_server, dagster_pg: DagsterOnPostgres, mlflow_pg
+    data_dir: Path, postgres_server, dagster_pg: DagsterOnPostgres, mlflow_pg, dagster_dev_factory
 ) -> None:
+    """The production shape: `dagster dev` (webserver + daemon, the QueuedRunCoordinator of the
+    yaml) on the PostgreSQL instance launches `retrain` twice in run worker processes; the champion
+    then moves between the two runs' models with the CLI and loads by alias through the server."""
     import mlflow
 
     from orchestration.definitions import defs
-    from orchestration.jobs import CHAMPION_MODEL
 
     pg, (server, mlflow_db) = postgres_server, mlflow_pg
     start = datetime(2025, 12, 1, 10, 0, tzinfo=UTC)
     generate_landing_files(data_dir, [PRODUCT], start, duration_s=1200, seed=11)
-    instance = dagster_pg.instance
     ingest = defs.resolve_job_def("ingest_and_featurize").execute_in_process(
-        instance=instance, partition_key=f"{DAY}|{PRODUCT}"
+        instance=dagster_pg.instance, partition_key=f"{DAY}|{PRODUCT}"
     )
+    assert ingest.success
+    dagster = dagster_dev_factory(dagster_pg.home)
+    first = launch_and_wait(dagster.url, "retrain")
+    second = launch_and_wait(dagster.url, "retrain")
     retrain = defs.resolve_job_def("retrain")
-    first = retrain.execute_in_process(instance=instance)
-    second = retrain.execute_in_process(instance=instance)
-    assert ingest.success and first.success and second.success
-    assert_dagster_state_in_postgres(pg, dagster_pg, [ingest, first, second], CHAMPION_MODEL)
+    runs = {ingest.run_id: "ingest_and_featurize", first: "retrain", second: "retrain"}
+    assert_dagster_state_in_postgres(pg, dagster_pg, runs, second, retrain)
 
     # Each retrain registered its versions on the server, tagged with its Dagster run; their
     # artifacts went through the server into --artifacts-destination, none under the data dir.
@@ -246,16 +303,16 @@ def test_retrain_graph_and_champion_on_dagster_and_mlflow_on_postgres(
         by_run.setdefault(version.tags.get("dagster_run_id", ""), []).append(int(version.version))
         artifact_uri = client.get_run(version.run_id).info.artifact_uri
         assert artifact_uri.startswith("mlflow-artifacts:/"), artifact_uri
-    assert set(by_run) == {first.run_id, second.run_id}
-    assert max(by_run[first.run_id]) < min(by_run[second.run_id])
+    assert set(by_run) == {first, second}
+    assert max(by_run[first]) < min(by_run[second])
     assert len(list(server.artifacts_dir.rglob("MLmodel"))) >= sum(len(v) for v in by_run.values())
     assert not (data_dir / "mlflow").exists()
     assert pg_aliases(pg, mlflow_db) == dict(client.get_registered_model(MODEL).aliases)
-    assert pg_aliases(pg, mlflow_db)["challenger"] in {str(v) for v in by_run[second.run_id]}
+    assert pg_aliases(pg, mlflow_db)["challenger"] in {str(v) for v in by_run[second]}
 
     # The champion moves between the two runs' models with the CLI, through the server.
-    older, newer = str(max(by_run[first.run_id])), str(max(by_run[second.run_id]))
-    move_champion_with_the_cli(pg, mlflow_db, older, newer)
+    older, newer = str(max(by_run[first])), str(max(by_run[second]))
+    move_champion(pg, mlflow_db, older, newer, cli_process=True)
 
     # What serving does on any machine: load the champion by alias, artifacts through the server.
     mlflow.set_tracking_uri(server.url)
