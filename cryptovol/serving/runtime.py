@@ -73,7 +73,8 @@ class ServiceOptions:
 
     def asgi_middlewares(self) -> list[tuple[type, dict[str, Any]]]:
         """(middleware class, options) pairs, in the order to add them."""
-        middlewares: list[tuple[type, dict[str, Any]]] = [(BodyLimit, {"max_bytes": self.max_body_bytes})]
+        middlewares: list[tuple[type, dict[str, Any]]] = [
+            (BodyLimit, {"max_bytes": self.max_body_bytes}), (JsonOnly, {})]
         if self.api_token:
             middlewares.append((BearerAuth, {"token": self.api_token}))
         return middlewares
@@ -160,6 +161,25 @@ class BodyLimit:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+class JsonOnly:
+    """ASGI middleware: 415 for a multipart body on the prediction routes.
+
+    They take JSON. BentoML hands a multipart body to Starlette's form parser, whose error on a
+    malformed one surfaced as a 500; no caller of this API sends forms, so they are refused first.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].rstrip("/") in PREDICTION_PATHS:
+            content_type = dict(scope.get("headers") or []).get(b"content-type", b"")
+            if content_type.strip().lower().startswith(b"multipart/"):
+                await _json_response(send, 415, "send the request as application/json")
+                return
+        await self.app(scope, receive, send)
 
 
 def stop_bentoml_parent() -> None:

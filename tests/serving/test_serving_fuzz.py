@@ -213,3 +213,22 @@ def test_challenger_is_never_loaded_unless_shadow_scoring_is_switched_on(server)
     assert version["alias"] == "champion" and version["model_version"] == "1"
     assert version["shadow"] is False and version["challenger"] is None, version
     assert "@challenger" not in server.log()
+
+
+@pytest.mark.parametrize("content_type", [
+    "multipart/form-data; boundary=xyz", "multipart/form-data", "application/x-www-form-urlencoded",
+    "application/vnd.bentoml+pickle",
+])
+@pytest.mark.parametrize("path", ["/predict", "/predict_batch", "/predict_ticks"])
+def test_forms_and_pickles_are_4xx(server, content_type, path):
+    """A malformed multipart body reached Starlette's form parser and came back as a 500; the API
+    takes JSON, so forms are refused (415) and BentoML's internal pickle format stays refused."""
+    body = b'--xyz\r\nContent-Disposition: form-data; name="rows"\r\n\r\n[1]\r\n--xyz'  # no closing CRLF
+    request = urllib.request.Request(server.url + path, data=body,
+                                     headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    assert 400 <= status < 500, status
