@@ -390,16 +390,19 @@ __all__ = [
 
 # -- the incremental form (streaming) -------------------------------------------------------------
 
-#: Exact sums: every float is an integer multiple of 2**-1074, so window sums of scaled integers
-#: are exact (no drift from adding and subtracting, exactly 0 for a flat price), and `int / int`
-#: rounds the exact sum once, correctly.
-_EXP = 1074
-_ONE = 1 << _EXP
+#: Fixed-point window sums: values are held as integers in units of 2**-256 (`int(ldexp(x, 256))`,
+#: exact for every value above ~4e-62, far below any squared return), so adding a second and
+#: subtracting the one that leaves cancel exactly: nothing drifts over a long stream and a flat
+#: price gives exactly 0. Converting a sum back rounds once.
+_EXP = 256
 
 
-def _exact(x: float) -> int:
-    num, den = x.as_integer_ratio()
-    return num << (_EXP - (den.bit_length() - 1))
+def _fixed(x: float) -> int:
+    return int(math.ldexp(x, _EXP))
+
+
+def _unfixed(n: int, exp: int = _EXP) -> float:
+    return math.ldexp(float(n), -exp)
 
 
 @dataclass(frozen=True)
@@ -477,7 +480,7 @@ class RollingFeatures:
         """Close second k with grid value g; returns (g, whole-second rv sums, ew sum, vov) at k."""
         w, ring = self.w, self._ring
         x = (g - self._g) ** 2 if not math.isnan(self._g) else 0.0  # first second of a segment: 0
-        xe = _exact(x)
+        xe = _fixed(x)
         slot = k % ring
         r2 = self._r2
         for width in self._sum_widths:
@@ -496,16 +499,16 @@ class RollingFeatures:
             self._since_resum = 0
         else:
             self._ew = self._lam * self._ew + self._lam * x - self._lam_span * old
-        v = _exact(math.sqrt(self._sums[w.vov_rv_s] / _ONE))
+        v = _fixed(math.sqrt(_unfixed(self._sums[w.vov_rv_s])))
         n = w.vov_window_s
         out_v = self._v[k % n]
         self._v[k % n] = v
         self._sv += v - out_v
         self._sv2 += v * v - out_v * out_v
-        var = (n * self._sv2 - self._sv * self._sv) / (n * n * _ONE * _ONE)
+        var = _unfixed(n * self._sv2 - self._sv * self._sv, 2 * _EXP) / (n * n)
         self._g = g
         self._kc = k
-        return (g, *(self._sums[r - 1] / _ONE for r in w.rv_s), self._ew, math.sqrt(max(var, 0.0)))
+        return (g, *(_unfixed(self._sums[r - 1]) for r in w.rv_s), self._ew, math.sqrt(max(var, 0.0)))
 
     # -- tick buffer for as-of lookups --------------------------------------------------------
     def _append(self, t: np.ndarray, mid: np.ndarray, vol: np.ndarray) -> None:
