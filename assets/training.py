@@ -255,13 +255,23 @@ class BaselineConfig(ModelRunConfig):
 
 
 class LogisticConfig(ModelRunConfig):
+    search: bool = Field(
+        default=True,
+        description="Choose C and the input set per fold from cryptovol.models.fitting.LOGISTIC_GRID on "
+        "the first half of validation (as `cryptovol train`); off = use C below.",
+    )
     C: float = Field(
         default=DEFAULT_PARAMS["logistic"]["C"],
-        description="Inverse L2 regularization strength (class-weighted, scaled).",
+        description="Inverse L2 regularization strength (class-weighted, scaled), when search is off.",
     )
 
 
 class XGBoostConfig(ModelRunConfig):
+    search: bool = Field(
+        default=True,
+        description="Choose depth, leaf size and inputs per fold from cryptovol.models.fitting.XGBOOST_GRID "
+        "on the first half of validation (as `cryptovol train`); off = use the values below.",
+    )
     n_estimators: int = Field(
         default=_XGB["n_estimators"], description="Maximum boosting rounds (early stopping on validation)."
     )
@@ -386,7 +396,8 @@ def logistic_model(
     mlflow_tracking: MlflowTrackingResource,
 ) -> dg.Output:
     return _evaluate_and_track(context, dataset=training_dataset, learned=("logistic",), baselines=(),
-                               params={"C": config.C}, config=config, mlflow_tracking=mlflow_tracking)
+                               params={"C": config.C, **({} if config.search else {"grid": None})},
+                               config=config, mlflow_tracking=mlflow_tracking)
 
 
 @dg.asset(
@@ -412,6 +423,7 @@ def xgboost_model(
         "min_child_weight": config.min_child_weight,
         "n_jobs": config.n_jobs,
         "seed": config.seed,
+        **({} if config.search else {"grid": None}),
     }
     return _evaluate_and_track(context, dataset=training_dataset, learned=("xgboost",), baselines=(),
                                params=params, config=config, mlflow_tracking=mlflow_tracking)

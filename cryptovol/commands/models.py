@@ -10,7 +10,7 @@ HELP = "list registered spike-model versions, promote one to champion, or roll b
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    sub.add_parser("list", help="versions with aliases, kind, held-out PR-AUC and gate decision")
+    sub.add_parser("list", help="versions: aliases, kind, role, pooled out-of-sample PR-AUC, gate decision")
     promote = sub.add_parser("promote", help="make VERSION the champion (manual override of the gate)")
     promote.add_argument("version")
     promote.add_argument("--reason", default="manual promotion via `cryptovol models promote`")
@@ -36,13 +36,14 @@ def run(args: argparse.Namespace) -> int:
             if not rows:
                 print(f"no versions of {name} at {settings.mlflow_tracking_uri}")
                 return 1
-            print(f"{'version':>7}  {'aliases':<28} {'kind':<10} {'PR-AUC':>7} {'Brier':>7}  gate")
+            print(f"{'version':>7}  {'aliases':<28} {'kind':<12} {'role':<19} {'PR-AUC':>7} {'Brier':>7}"
+                  "  gate")
             for r in rows:
                 pr = f"{float(r['pr_auc']):.3f}" if r["pr_auc"] else "-"
                 br = f"{float(r['brier']):.3f}" if r["brier"] else "-"
                 gate = {"True": "promoted", "False": "kept out"}.get(r["promoted"], "-")
-                print(f"{r['version']:>7}  {','.join(r['aliases']) or '-':<28} {r['model_kind'] or '-':<10} "
-                      f"{pr:>7} {br:>7}  {gate}: {r['reason']}")
+                print(f"{r['version']:>7}  {','.join(r['aliases']) or '-':<28} {r['model_kind'] or '-':<12} "
+                      f"{r.get('role') or '-':<19} {pr:>7} {br:>7}  {gate}: {r['reason'] or '-'}")
         elif args.action == "promote":
             previous = registry.promote(name, args.version, reason=args.reason)
             print(f"{name}: champion is now v{args.version} (previous: {previous or 'none'})")

@@ -9,7 +9,13 @@ import pandas as pd
 
 from cryptovol.models.baselines import EwmaScorer, HarScorer, PersistenceScorer
 from cryptovol.models.calibration import choose_calibrator, choose_decision_threshold
-from cryptovol.models.classifiers import LogisticScorer, Scorer, SpikePredictor, XGBoostScorer
+from cryptovol.models.classifiers import (
+    COMPACT_INPUTS,
+    LogisticScorer,
+    Scorer,
+    SpikePredictor,
+    XGBoostScorer,
+)
 from cryptovol.models.metrics import pr_auc
 
 LEARNED_KINDS = ("logistic", "xgboost")
@@ -22,12 +28,29 @@ class SingleClassError(ValueError):
 BASELINE_KINDS = ("persistence", "ewma", "har")
 ALL_KINDS = (*BASELINE_KINDS, *LEARNED_KINDS)
 
+#: Small-data candidate inputs: recent volatility only (no spread / activity columns).
+VOL_INPUTS = ("log_rv_30s", "log_rv_60s", "log_rv_300s", "log_ewma_vol", "rv30_over_rv300", "log_abs_ret_1s")
+
+#: Per-fold candidates, declared before looking at any result and chosen on the first half of each
+#: fold's validation rows (`_search`): regularization strength and input set for the logistic
+#: model; shallower trees, larger leaves and fewer inputs for XGBoost on a few thousand rows.
+LOGISTIC_GRID: tuple[dict[str, Any], ...] = tuple(
+    {"C": c, "columns": cols} for cols in (COMPACT_INPUTS, VOL_INPUTS) for c in (0.01, 0.1, 1.0)
+)
+XGBOOST_GRID: tuple[dict[str, Any], ...] = (
+    {"max_depth": 3, "min_child_weight": 20.0},
+    {"max_depth": 2, "min_child_weight": 50.0},
+    {"max_depth": 1, "min_child_weight": 50.0},
+    {"max_depth": 2, "min_child_weight": 100.0, "inputs": VOL_INPUTS},
+    {"max_depth": 1, "min_child_weight": 100.0, "inputs": VOL_INPUTS},
+)
+
 #: The one set of default hyperparameters (the CLI flags and the Dagster asset configs default to
-#: these, so both paths fit the same models). Chosen on validation folds only; see MODEL_REPORT.md.
+#: these, so both paths fit the same models); `grid` = per-fold candidates chosen on validation.
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "logistic": {"C": 1.0},
+    "logistic": {"C": 1.0, "grid": LOGISTIC_GRID},
     "xgboost": {"n_estimators": 400, "max_depth": 3, "learning_rate": 0.05, "early_stopping_rounds": 30,
-                "min_child_weight": 20.0, "n_jobs": 2},
+                "min_child_weight": 20.0, "n_jobs": 2, "grid": XGBOOST_GRID},
 }
 
 

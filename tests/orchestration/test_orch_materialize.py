@@ -155,7 +155,7 @@ def test_model_asset_runs_are_tracked_in_mlflow_with_the_dagster_run(data_dir: P
         run_config={
             "ops": {
                 "training_dataset": {"config": {"n_folds": 2}},
-                "logistic_model": {"config": {"C": 0.5}},
+                "logistic_model": {"config": {"C": 0.5, "search": False}},
             }
         },
     )
