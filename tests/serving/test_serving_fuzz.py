@@ -26,9 +26,9 @@ MODEL = "cryptovol-spike"
 MAX_BATCH = 20
 MAX_TICKS = 1000
 MAX_BODY = 256 * 1024
-#: Examples per operation and generation mode: ~300 requests, ~30 s on the 2-core host; `make fuzz`
+#: Examples per operation and generation mode: ~190 requests, 15-45 s on the 2-core host; `make fuzz`
 #: (HYPOTHESIS_PROFILE=fuzz) sends 1,000 per operation and mode (~6,000 requests).
-EXAMPLES = 1000 if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else 50
+EXAMPLES = 1000 if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else 30
 
 
 def http(url: str, body: dict | bytes | None = None, timeout: float = 30.0) -> tuple[int, str]:
