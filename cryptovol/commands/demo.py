@@ -31,9 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=4.0, help="simulated ticker messages/s per product")
     parser.add_argument("--seed", type=int, default=7, help="market seed (history and live simulator)")
     parser.add_argument(
-        "--regime-change-at", type=float, default=180.0, metavar="S",
+        "--regime-change-at", type=float, default=120.0, metavar="S",
         help="volatility regime change S seconds after the live simulator starts, which is once the "
-        "first champion is served (default 180; <0: none)",
+        "first champion is served (default 120; <0: none)",
     )
     parser.add_argument(
         "--regime-vol-mult", type=float, default=4.0, help="volatility multiplier of the new regime"

@@ -56,6 +56,14 @@ query Run($runId: ID!) {
 
 ASSET_NODES = "{ assetNodes { assetKey { path } } }"
 
+ACTIVE_RUNS = """
+query Active($job: String!) {
+  runsOrError(filter: {pipelineName: $job, statuses: [QUEUED, NOT_STARTED, STARTING, STARTED]}) {
+    ... on Runs { results { runId status } }
+  }
+}
+"""
+
 
 class GraphQLError(RuntimeError):
     pass
@@ -134,6 +142,12 @@ def wait_location(url: str, timeout_s: float = 180) -> None:
             pass
         time.sleep(1.0)
     raise TimeoutError(f"the Dagster code location did not load within {timeout_s:.0f}s")
+
+
+def active_runs(url: str, job: str) -> list[str]:
+    """Ids of the job's runs that are queued or running."""
+    result = graphql(url, ACTIVE_RUNS, {"job": job}, timeout_s=10)["runsOrError"]
+    return [r["runId"] for r in result.get("results", [])]
 
 
 def landing_partitions(settings: Settings) -> list[tuple[str, str]]:

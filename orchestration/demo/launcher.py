@@ -62,7 +62,7 @@ class DemoOptions:
     products: tuple[str, ...] = ("BTC-USD", "ETH-USD")
     rate_hz: float = 4.0
     seed: int = 7
-    regime_change_at_s: float | None = 180.0
+    regime_change_at_s: float | None = 120.0
     regime_vol_mult: float = 4.0
     history_minutes: float = 60.0
     drift_every_s: float = 60.0
@@ -74,6 +74,8 @@ class DemoOptions:
     with_mlflow_ui: bool = True
     with_service: bool = True
     restart_crashed: bool = True
+    #: After `duration_s`, how long a retrain run already in flight may take to finish.
+    finish_grace_s: float = 300.0
     #: Extra `cryptovol simulate` arguments (e.g. `--max-updates N --record PATH` for drills).
     simulator_args: tuple[str, ...] = ()
 
@@ -600,10 +602,19 @@ class Demo:
         started = time.monotonic()
         next_status = started + o.status_every_s
         tty = sys.stdout.isatty()
+        grace_until: float | None = None
         while not self._stop.is_set():
             now = time.monotonic()
             if o.duration_s is not None and now - started >= o.duration_s:
-                break
+                # A retrain already running finishes (bounded), so its gate decision is recorded
+                # instead of a run killed half-way.
+                if grace_until is None:
+                    grace_until = now + o.finish_grace_s
+                    if self.retrain_in_flight():
+                        self.out(f"duration reached; waiting up to {o.finish_grace_s:g}s for the running "
+                                 "retrain to finish")
+                if now >= grace_until or not self.retrain_in_flight():
+                    break
             if now >= next_status:
                 board.sample()
                 text = f"[{now - started:6.0f}s] {board.line()}"
@@ -611,6 +622,17 @@ class Demo:
                 next_status = now + o.status_every_s
             self.watchdog()
             self._stop.wait(0.2)
+
+    def retrain_in_flight(self) -> bool:
+        from orchestration.demo.first_champion import RETRAIN_JOB, active_runs
+
+        url = self.state.urls.get("Dagster UI")
+        if not url:
+            return False
+        try:
+            return bool(active_runs(url, RETRAIN_JOB))
+        except Exception:  # noqa: BLE001 (a Dagster that does not answer has nothing to finish)
+            return False
 
     def watchdog(self) -> None:
         """Restart a process that died (a crash must not end the demo); the broker too."""
