@@ -361,3 +361,18 @@ def test_real_data_through_the_graph_matches_cryptovol_train(data_dir: Path, ins
     assert kind == champion["champion_kind"] == champion["candidate_kind"]
     assert cli_champion.tags["cryptovol.gate.reason"] == champion["reason"]
     assert int(client.get_run(cli_champion.run_id).data.params["rows"]) == dataset["rows"]
+
+
+def test_a_training_asset_without_its_upstream_value_fails_clearly(data_dir: Path, instance) -> None:
+    """Values travel through the lake IO manager: `training_dataset` alone, before `labels` was ever
+    materialized, stops with a message naming what to materialize (nothing is read by path)."""
+    by_name = {a.key.to_user_string(): a for a in TRAINING_ASSETS}
+    result = dg.materialize(
+        [by_name["labels"], by_name["training_dataset"]], resources=default_resources(), instance=instance,
+        selection=[by_name["training_dataset"].key], raise_on_error=False,
+    )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert "labels has no stored value" in str(failure.event_specific_data.error)
+    assert "materialize it first" in str(failure.event_specific_data.error)
+    assert not (data_dir / "assets" / "training_dataset.pkl").exists()
