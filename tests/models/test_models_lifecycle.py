@@ -20,8 +20,10 @@ from cryptovol.models.training import TrainConfig, out_of_sample_predictions
 from cryptovol.models.walkforward import WalkForwardConfig
 from cryptovol.serving.champion import load_registered, validate_model
 
+#: Small and quick: no XGBoost search here (test_models_search.py and the CLI test cover it).
 CONFIG = TrainConfig(walk_forward=WalkForwardConfig(n_folds=3), regression_view=False, latency_repeats=3,
-                     model_params={"xgboost": {"n_estimators": 30, "n_jobs": 1}}, gate=GateConfig(n_boot=200))
+                     model_params={"xgboost": {"n_estimators": 30, "n_jobs": 1, "grid": None}},
+                     gate=GateConfig(n_boot=200))
 
 
 def _set(frame) -> TrainingSet:
