@@ -6,7 +6,6 @@ runs against the embedded broker, a Redpanda container or a managed cluster.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Iterable, Iterator
@@ -15,10 +14,12 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.serializer import DefaultSerializer
+from pydantic import SecretStr
 
-from cryptovol.config import ALL_TOPICS, env_flag
+from cryptovol.config import ALL_TOPICS, load_env
 
-#: Environment variables passed through to every kafka-python client when set.
+#: Environment variables passed through to every kafka-python client when set (validated by
+#: cryptovol.config.PlatformEnv: protocol and mechanism names, readable certificate files).
 _SECURITY_ENV = {
     "KAFKA_SECURITY_PROTOCOL": "security_protocol",
     "KAFKA_SASL_MECHANISM": "sasl_mechanism",
@@ -36,10 +37,11 @@ FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
 def client_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
     """Common client settings: bootstrap servers plus TLS/SASL from the environment."""
     config: dict[str, Any] = {"bootstrap_servers": bootstrap_servers.split(",")}
+    env = load_env()
     for env_name, option in _SECURITY_ENV.items():
-        value = os.environ.get(env_name)
-        if value:
-            config[option] = value
+        value = env.value_of(env_name)
+        if value is not None:
+            config[option] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
     config.update(overrides)
     return config
 
@@ -53,7 +55,7 @@ def make_producer(bootstrap_servers: str, **overrides: Any) -> KafkaProducer:
         # producer ids when it restarts and every later send then fails until the process restarts.
         # Consumers here de-duplicate, so retries' rare duplicates are harmless; opt in for Redpanda
         # or Kafka with KAFKA_ENABLE_IDEMPOTENCE=true.
-        "enable_idempotence": env_flag("KAFKA_ENABLE_IDEMPOTENCE", False),
+        "enable_idempotence": load_env().kafka_enable_idempotence,
         "linger_ms": 5,
         "max_in_flight_requests_per_connection": 1,  # keeps per-key order under retries
         "key_serializer": DefaultSerializer(),
