@@ -1,6 +1,7 @@
 """Models for volatility-spike prediction: baselines, classifiers, purged walk-forward validation,
-MLflow tracking and the champion/challenger registry.
+the promotion gate, MLflow tracking and the champion/challenger registry.
 
-Submodules are imported on demand (`from cryptovol.models.pyfunc import load_spike_model`), so
-importing this package stays cheap; MLflow and XGBoost load only where they are used.
+Entry point: `cryptovol.models.lifecycle.run_lifecycle` (what `cryptovol train` and the Dagster
+training assets run, step by step in Dagster). Submodules are imported on demand, so importing
+this package stays cheap; MLflow and XGBoost load only where they are used.
 """
