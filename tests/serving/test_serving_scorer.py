@@ -194,3 +194,25 @@ def test_parse_accepts_flat_or_nested_features_and_null_as_warm_up():
               "features": {n: good[n] for n in FEATURE_NAMES}}
     _, values = parse_feature_message(json.dumps(nested))
     np.testing.assert_array_equal(values, flat)
+
+
+def test_end_to_end_latency_is_observed_since_event_and_since_receipt():
+    """A feature message carrying the ingestor's receive time keeps it through parsing, and the
+    scorer's histogram counts one observation per row for each clock (`since` label)."""
+    from prometheus_client import CollectorRegistry
+
+    from cryptovol.scoring.scorer import parse_feature_message
+    from cryptovol.serving.metrics import ServingMetrics
+
+    message = json.loads(as_message(feature_rows(seed=4, seconds=5).iloc[-1]))
+    keys, _ = parse_feature_message(json.dumps({**message, "receive_time_ns": 123}).encode())
+    assert keys["receive_time_ns"] == 123
+    registry = CollectorRegistry()
+    metrics = ServingMetrics("scorer", registry=registry)
+    metrics.observe_end_to_end([40_000_000, 300_000_000], [30_000_000])
+    count = registry.get_sample_value
+    assert count("cryptovol_end_to_end_latency_seconds_count", {"component": "scorer", "since": "event"}) == 2
+    assert count("cryptovol_end_to_end_latency_seconds_bucket",
+                 {"component": "scorer", "since": "event", "le": "0.25"}) == 1
+    received = {"component": "scorer", "since": "received"}
+    assert count("cryptovol_end_to_end_latency_seconds_count", received) == 1
