@@ -619,13 +619,19 @@ def _as_postgres_user(root: Path, bin_dir: Path) -> list[str]:
     nobody = pwd.getpwnam("nobody")
     os.chown(root, nobody.pw_uid, nobody.pw_gid)
     prefix = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups"]
-    probe = [*prefix, str(bin_dir / "postgres"), "--version"]
-    if subprocess.run(probe, capture_output=True, timeout=30).returncode != 0:
+
+    def runnable() -> bool:  # both load their libraries and find themselves (postgres checks its path)
+        runs = [subprocess.run([*prefix, str(bin_dir / exe), "--version"], capture_output=True, text=True,
+                               timeout=30) for exe in ("initdb", "postgres")]
+        return all(r.returncode == 0 and "denied" not in r.stdout + r.stderr for r in runs)
+
+    if not runnable():
         from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions
 
         ensure_prefix_permissions(bin_dir)
         ensure_folder_permissions(bin_dir.parent, 0o055)
-        subprocess.run(probe, capture_output=True, timeout=30, check=True)
+        if not runnable():
+            raise RuntimeError(f"user nobody cannot run the PostgreSQL binaries in {bin_dir}")
     return prefix
 
 
@@ -702,8 +708,9 @@ class MlflowServer:
 @pytest.fixture
 def mlflow_server_factory(tmp_path: Path) -> Iterator[Callable[..., MlflowServer]]:
     """`start(backend_store_uri, *extra_args, env=None) -> MlflowServer`: a real `mlflow server` on a
-    free loopback port with `--artifacts-destination` in tmp, plus `extra_args` (e.g. the compose
-    service's flags); ready when /health answers (the store's migrations ran). Stops all at teardown."""
+    free loopback port with `--artifacts-destination` in tmp and one worker (the default 4 each
+    import the server: seconds of CPU on 2 cores), plus `extra_args` (e.g. the compose service's
+    flags); ready when /health answers (the store's migrations ran). Stops all at teardown."""
     from cryptovol.procs import http_ok
 
     started: list[MlflowServer] = []
@@ -719,7 +726,7 @@ def mlflow_server_factory(tmp_path: Path) -> Iterator[Callable[..., MlflowServer
             [str(Path(sys.executable).with_name("mlflow")), "server",
              f"--backend-store-uri={backend_store_uri}", f"--artifacts-destination={artifacts}",
              "--host=127.0.0.1", f"--port={port}", f"--allowed-hosts=127.0.0.1:{port},localhost:{port}",
-             *extra_args],
+             "--workers=1", *extra_args],
             log_path=tmp_path / f"mlflow-server-{index}" / "server.log",
             env={"MLFLOW_DISABLE_TELEMETRY": "true", **(env or {})},
             cwd=tmp_path,

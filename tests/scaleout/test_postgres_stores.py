@@ -34,9 +34,10 @@ COMPOSE = REPO / "infra" / "compose" / "docker-compose.yml"
 DOCKERFILE = REPO / "infra" / "compose" / "Dockerfile"
 CONSTRAINTS = REPO / "constraints.txt"
 
-#: Flags of the compose `mlflow` command that name that deployment's hosts, ports and paths: the
-#: test supplies its own values (mlflow_server_factory). Every other flag is passed as it is.
-CONNECTION_FLAGS = ("--backend-store-uri", "--artifacts-destination", "--host", "--port", "--allowed-hosts")
+#: Flags of the compose `mlflow` command that name that deployment's hosts, ports, paths and size:
+#: the test supplies its own values (mlflow_server_factory). Every other flag is passed as it is.
+SITE_FLAGS = ("--backend-store-uri", "--artifacts-destination", "--host", "--port", "--allowed-hosts",
+              "--workers")
 
 DAY, PRODUCT = "2025-12-01", "BTC-USD"
 MODEL = "cryptovol-spike"
@@ -53,14 +54,14 @@ def compose_mlflow_service() -> dict:
 
 
 def compose_mlflow_flags() -> tuple[list[str], dict[str, str]]:
-    """(flags other than CONNECTION_FLAGS, MLFLOW_* environment) of the compose `mlflow` service."""
+    """(flags other than SITE_FLAGS, MLFLOW_* environment) of the compose `mlflow` service."""
     service = compose_mlflow_service()
     command = [str(part) for part in service["command"]]
     assert command[:2] == ["mlflow", "server"], command
     flags = []
     for part in command[2:]:
         assert part.startswith("--"), f"compose mlflow flags are written --flag[=value]: {part!r}"
-        if part.split("=", 1)[0] not in CONNECTION_FLAGS:
+        if part.split("=", 1)[0] not in SITE_FLAGS:
             flags.append(part)
     env = {k: str(v) for k, v in (service.get("environment") or {}).items()
            if k.startswith("MLFLOW_") and k != "MLFLOW_TRACKING_URI"}
