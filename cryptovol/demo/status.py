@@ -92,6 +92,34 @@ class Rate:
         return self.per_s
 
 
+class LatencyWindow:
+    """End-to-end p95 (ms) over the newest prediction rows: `scored_at_ns - event_time_ns` (exchange
+    tick -> prediction produced), read from prediction parts not seen before (two columns each)."""
+
+    def __init__(self, root: Path, keep: int = 2000) -> None:
+        from collections import deque
+
+        self.root = Path(root)
+        self._seen: set[Path] = set()
+        self._ms: deque[float] = deque(maxlen=keep)
+
+    def update(self) -> float | None:
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        for path in sorted(self.root.glob("**/*.parquet")):
+            if path in self._seen or path.name.startswith("."):
+                continue
+            self._seen.add(path)
+            try:
+                table = pq.read_table(path, columns=["event_time_ns", "scored_at_ns"])
+            except (OSError, ValueError, KeyError):
+                continue
+            lat = table.column("scored_at_ns").to_numpy() - table.column("event_time_ns").to_numpy()
+            self._ms.extend((lat / 1e6).tolist())
+        return float(np.percentile(list(self._ms), 95)) if self._ms else None
+
+
 class StatusBoard:
     """Collects ticks/s, features/s, predictions/s, the champion, last drift and alerts."""
 
@@ -108,6 +136,7 @@ class StatusBoard:
         self.ticks = LineCounter(data_dir / "raw", "*/*.ndjson")
         self.features = ParquetRowCounter(data_dir / "features", "**/part-stream*.parquet")
         self.predictions = ParquetRowCounter(data_dir / "predictions")
+        self.latency = LatencyWindow(data_dir / "predictions")
         self.alerts = LineCounter(data_dir / "alerts", "alerts.jsonl")
         self.rates = {"ticks": Rate(), "features": Rate(), "predictions": Rate()}
         self.service_url = service_url
@@ -167,6 +196,7 @@ class StatusBoard:
             "drift_summary": drift,
             "alerts": self.alerts.update(),
             "last_alert": self.last_alert(),
+            "e2e_p95_ms": self.latency.update(),
         }
         return self.snapshot
 
@@ -178,4 +208,5 @@ class StatusBoard:
             f"features {s['features_per_s']:6.1f}/s [{s['features_total']}]  "
             f"predictions {s['predictions_per_s']:6.1f}/s [{s['predictions_total']}]  "
             f"champion {s['champion']}  drift {s['drift']}  alerts {s['alerts']}{alert}"
+            + (f"  e2e p95 {s['e2e_p95_ms']:.0f} ms" if s.get("e2e_p95_ms") is not None else "")
         )
