@@ -23,6 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--product", action="append", default=[], metavar="P",
                        help="product to build, e.g. BTC-USD (repeatable)")
     build.add_argument("--all", action="store_true", help="rebuild every landing partition")
+    build.add_argument("--lateness-s", type=float, default=0.0,
+                       help="the event-time rule's lateness, as given to `cryptovol featurize` "
+                            "(default 0; see cryptovol/eventtime.py)")
     sub.add_parser("list", help="list landing and feature partitions")
 
 
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     total = 0
     seconds = 0.0
     for product, day in parts:
-        result = batch.featurize_day(settings, product, day)
+        result = batch.featurize_day(settings, product, day, lateness_s=args.lateness_s)
         total += result.rows
         seconds += result.seconds
         print(result.summary())
