@@ -18,8 +18,8 @@ to the landing files identically (so stream == batch row for row, out-of-order a
   a row already emitted, is *late*: reported to the caller (dead-lettered with reason `late_tick`)
   and counted, never emitted out of order. The verdict depends on arrival order only, not on how
   records happen to be batched into polls, so replaying the same records gives the same verdicts.
-- A tick whose identity (event_time_ns, sequence) is already in the tail or the buffer is a
-  duplicate (at-least-once delivery upstream) and is dropped and counted.
+- A tick whose identity (event_time_ns, sequence) was emitted within the last `HISTORY_S` or is
+  in the buffer is a duplicate (at-least-once delivery upstream) and is dropped and counted.
 - When a product has received nothing for `idle_release_s` of wall-clock time its buffer is
   released anyway (processing-time idleness, as Flink does), so the end of a stream is not held
   back forever. This is the only place where wall-clock time influences output.
@@ -27,8 +27,8 @@ to the landing files identically (so stream == batch row for row, out-of-order a
 Exactly-once in the Parquet sink (see `sink.DurableState`): after a restart or a rebalance each
 product starts from what the Parquet part files already hold: ticks up to the last durable event
 time are never emitted again; those whose identity is in the durable window (the last `HISTORY_S`
-before it) re-warm the tail instead, so the next emitted row sees exactly the history it would have
-seen without the interruption.
+before it) are fed to the rolling feature state instead (re-warm), so the next emitted row sees the
+history it would have seen without the interruption.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ _OUTCOMES = ("buffered", "late", "duplicate", "rewarmed", "skipped_durable")
 
 
 class ProductStream:
-    """One product: reorder buffer, history tail, and the durable boundary after a (re)start."""
+    """One product: reorder buffer, rolling feature state, and the durable boundary after a (re)start."""
 
     def __init__(
         self,
