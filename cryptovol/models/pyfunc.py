@@ -82,8 +82,9 @@ def predict_matrix(predictor: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarra
     DataFrames and in sklearn/xgboost input checks. Same numbers as the general path (tested on
     random and NaN rows): the same model inputs, the same booster call xgboost's `predict_proba`
     makes (`inplace_predict`, best iteration, same `missing`), the isotonic calibrator's linear
-    interpolation done by `np.interp` on its fitted thresholds (differences ~1e-16). Platt
-    calibration and the baselines fall back to the general calibrator / return None.
+    interpolation done by `np.interp` on its fitted thresholds (differences ~1e-16), and the
+    baselines' closed-form scores on the same columns (a baseline can be the champion). Platt
+    calibration falls back to the general calibrator.
     """
     from cryptovol.models.classifiers import (
         LogisticScorer,
@@ -102,11 +103,38 @@ def predict_matrix(predictor: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarra
         scaler, model = scorer.pipeline[0], scorer.pipeline[-1]
         score = ((X_in - scaler.mean_) / scaler.scale_) @ model.coef_[0] + model.intercept_[0]
     else:
-        score = None
+        score = _baseline_score(scorer, X)
     if score is None:
         return None
     probability = _calibrate(predictor.calibrator, score).astype(np.float64, copy=False)
     return probability, probability >= predictor.decision_threshold
+
+
+_EPS = 1e-10
+
+
+def _baseline_score(scorer: Any, X: np.ndarray) -> np.ndarray | None:
+    """`PersistenceScorer/EwmaScorer/HarScorer.score` on a FEATURE_NAMES matrix, numpy only."""
+    from cryptovol.models.baselines import EwmaScorer, HarScorer, PersistenceScorer
+
+    col = {name: X[:, i] for i, name in enumerate(FEATURE_NAMES)}
+    with np.errstate(all="ignore"):
+        if type(scorer) is PersistenceScorer:
+            z = (np.log(col[scorer.column] + _EPS) - scorer.mean) / scorer.std
+            return np.nan_to_num(z, nan=0.0)
+        reference = np.log(col["rv_300s"] * np.sqrt(getattr(scorer, "horizon_s", 60.0) / 300.0) + _EPS)
+        if type(scorer) is EwmaScorer:
+            forecast = col["ewma_vol"] * np.sqrt(scorer.horizon_s)
+            return np.nan_to_num(np.log(forecast + _EPS) - reference, nan=0.0)
+        if type(scorer) is HarScorer and scorer.coef is not None:
+            design = np.column_stack([np.log(np.abs(col["ret_1s"]) + _EPS), np.log(col["rv_30s"] + _EPS),
+                                      np.log(col["rv_300s"] + _EPS)])
+            if scorer.medians is not None:
+                design = np.where(np.isfinite(design), design, scorer.medians)
+            design = np.column_stack([np.ones(len(design)), design])
+            forecast = np.exp(design @ scorer.coef) * np.sqrt(scorer.variance_scale)
+            return np.nan_to_num(np.log(forecast) - reference, nan=0.0)
+    return None
 
 
 def _stack(cols: dict[str, np.ndarray], names: Any, n: int) -> np.ndarray:

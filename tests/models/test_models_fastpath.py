@@ -11,6 +11,7 @@ import pytest
 from models_synth import spike_labels, synthetic_matrix
 
 from cryptovol.featureset import FEATURE_NAMES
+from cryptovol.models.baselines import HarScorer
 from cryptovol.models.calibration import Calibrator
 from cryptovol.models.fitting import fit_predictor
 from cryptovol.models.pyfunc import SpikeModel, predict_matrix
@@ -22,7 +23,8 @@ def _fit(kind: str):
     y = spike_labels(frame)
     predictor, _ = fit_predictor(kind, frame.iloc[:800], y[:800], frame.iloc[860:], y[860:],
                                  fwd_rv_fit=frame["fwd_rv"].to_numpy()[:800],
-                                 params={"n_estimators": 40, "n_jobs": 1} if kind == "xgboost" else None)
+                                 params={"n_estimators": 40, "n_jobs": 1, "grid": None} if kind == "xgboost"
+                                 else None)
     return frame, predictor
 
 
@@ -44,7 +46,7 @@ def _general(predictor, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out["spike_probability"].to_numpy(np.float64), out["spike_flag"].to_numpy(bool)
 
 
-@pytest.mark.parametrize("kind", ["xgboost", "logistic"])
+@pytest.mark.parametrize("kind", ["xgboost", "logistic", "persistence", "ewma", "har"])
 @pytest.mark.parametrize("method", ["fitted", "isotonic", "platt"])
 def test_fast_path_matches_general_path(kind, method):
     frame, predictor = _fit(kind)
@@ -66,11 +68,19 @@ def test_fast_path_matches_general_path(kind, method):
         np.testing.assert_array_equal(one[1], flag[i : i + 1])
 
 
-@pytest.mark.parametrize("kind", ["xgboost", "har"])
+class _CustomHar(HarScorer):
+    """A scorer type the fast path does not know (e.g. a subclass someone adds later)."""
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "har", "custom"])
 def test_served_model_matrix_and_frame_paths_agree_with_the_predictor(kind):
     """`ServedModel` (as the service holds it: a stored SpikeModel) on the fast path for covered
-    kinds and on the general path for the others (a baseline), frames in any column order."""
-    frame, predictor = _fit(kind)
+    kinds and on the general path for the others, frames in any column order."""
+    frame, predictor = _fit("har" if kind == "custom" else kind)
+    if kind == "custom":
+        scorer = _CustomHar(**{f.name: getattr(predictor.scorer, f.name)
+                               for f in dataclasses.fields(predictor.scorer)})
+        predictor = dataclasses.replace(predictor, scorer=scorer)
     python_model = SpikeModel()
     python_model.predictor = predictor
     served = ServedModel(name="m", version="1", alias="champion", run_id="r",
@@ -87,5 +97,5 @@ def test_served_model_matrix_and_frame_paths_agree_with_the_predictor(kind):
     assert list(out.index) == list(shuffled.index)
     np.testing.assert_allclose(out["spike_probability"].to_numpy(), prob, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(out["spike_flag"].to_numpy(), flag)
-    if kind == "har":
-        assert predict_matrix(predictor, X) is None  # not covered: the general path answered
+    covered = predict_matrix(predictor, X)
+    assert (covered is None) == (kind == "custom")  # a baseline champion serves on the fast path too
