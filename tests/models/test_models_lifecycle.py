@@ -103,3 +103,25 @@ def test_out_of_sample_predictions_are_the_pooled_test_folds():
     for fold in e.folds:
         rows = logistic[logistic["fold"] == fold.index]
         assert (rows["event_time_ns"] > fold.train_window[1]).all()
+
+
+def test_per_kind_evaluations_merged_equal_one_evaluation_of_every_kind():
+    """Why the Dagster graph (one asset per model kind, merged in `model_evaluation`) and
+    `cryptovol train` (every kind at once) decide alike: same folds, same numbers, same choice."""
+    import pandas as pd
+
+    from cryptovol.models.lifecycle import judge_candidates
+    from cryptovol.models.training import evaluate_walk_forward, merge_evaluations
+
+    ts = _set(activity_matrix(2400, seed=6))
+    whole = evaluate_walk_forward(ts, CONFIG)
+    parts = [evaluate_walk_forward(ts, CONFIG, kinds=kinds)
+             for kinds in (("persistence", "ewma", "har"), ("logistic",), ("xgboost",))]
+    merged = merge_evaluations(parts)
+    pd.testing.assert_frame_equal(merged.summary.loc[whole.summary.index], whole.summary)
+    assert (merged.chosen_kind, merged.best_baseline) == (whole.chosen_kind, whole.best_baseline)
+    a, b = judge_candidates(merged), judge_candidates(whole)
+    assert (a.candidate_kind, a.learned_won, a.reason) == (b.candidate_kind, b.learned_won, b.reason)
+    with pytest.raises(ValueError, match="different rows or folds"):
+        other = _set(activity_matrix(2000, seed=6))
+        merge_evaluations([parts[0], evaluate_walk_forward(other, CONFIG, kinds=("logistic",))])
