@@ -3,7 +3,7 @@ one machine", run against a real PostgreSQL server and a real `mlflow server` pr
 
 The Dagster instance is `infra/dagster/dagster.postgres.yaml` itself (copied into DAGSTER_HOME by
 `orchestration.dev.prepare_dagster_home(postgres=True)`, DAGSTER_PG_* filled in); the MLflow server
-runs with the flags of the compose `mlflow` service, only hosts, ports and paths replaced. The
+runs with the flags of the compose `mlflow` service, only hosts, ports, paths and workers replaced. The
 project's Definitions run the public `ingest_and_featurize` and `retrain` jobs on that instance
 with MLFLOW_TRACKING_URI at the server, and `cryptovol models promote/rollback` move the champion.
 What a second machine relies on is checked where it lives: rows in PostgreSQL, model artifacts
