@@ -37,7 +37,8 @@ def materialize_real_data(
     from cryptovol import lake
     from cryptovol.config import Settings
     from cryptovol.models.dataset import land_real_series
-    from orchestration.definitions import defs
+    from orchestration.definitions import ALL_ASSETS
+    from orchestration.jobs import retrain_job
     from orchestration.resources import default_resources
 
     settings = Settings.from_env()
@@ -51,7 +52,10 @@ def materialize_real_data(
         if not result.success:
             raise RuntimeError(f"featurizing {day} {product} failed (run {result.run_id})")
         log.info("featurized %s %s", day, product)
-    job = defs.resolve_job_def("retrain")
+    # Resources built now, from the environment of this call (the code location's `defs` holds the
+    # ones of its import time).
+    definitions = dg.Definitions(assets=ALL_ASSETS, jobs=[retrain_job], resources=default_resources())
+    job = definitions.resolve_job_def("retrain")
     return job.execute_in_process(instance=instance, run_config=run_config or RETRAIN_CONFIG,
                                   tags={"cryptovol/trigger": "real-data"})
 
