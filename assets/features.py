@@ -18,20 +18,22 @@ from orchestration.resources import LakeResource
     group_name="features",
     kinds={"parquet", "pandas"},
     description=(
-        f"Feature set {FEATURE_SET.version} ({len(FEATURE_SET.names)} features) per tick, written as "
-        "`<data>/features/product=<P>/date=<D>/part-batch.parquet` by the batch featurizer "
-        "(same code as the stream)."
+        f"Feature set {FEATURE_SET.version} ({len(FEATURE_SET.names)} features) per tick: the batch "
+        "featurizer (same code as the stream) replaces partition (P, D) of the feature Delta table "
+        "`<data>/features` in one transaction; `table_version` is the version it created."
     ),
     metadata={"feature_set_version": FEATURE_SET.version, "features": ", ".join(FEATURE_SET.names)},
 )
 def features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     import pandas as pd
 
+    from cryptovol import lake as core_lake
     from cryptovol.batch import featurize_day
 
     day, product = day_and_product(context)
     result = featurize_day(lake.settings(), product, day)
-    head = pd.read_parquet(result.path).head(5) if result.rows and result.path else pd.DataFrame()
+    read = core_lake.read_features_at(lake.settings(), [product], day, day)
+    head = read.frame.head(5) if result.rows else pd.DataFrame()
     metadata = {
         "rows": dg.MetadataValue.int(int(result.rows)),
         "warm_rows": dg.MetadataValue.int(int(result.warm_rows)),
@@ -42,7 +44,9 @@ def features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materi
         "last_event_time": time_value(result.last_event_ns),
         "seconds": dg.MetadataValue.float(round(float(result.seconds), 3)),
         "preview": preview(head.drop(columns=["feature_set_version"], errors="ignore")),
+        "table_version": dg.MetadataValue.int(-1 if read.version is None else int(read.version)),
+        "partition_rows": dg.MetadataValue.int(len(read.frame)),
     }
     if result.path is not None:
-        metadata["path"] = path_value(result.path)
+        metadata["path"] = path_value(lake.settings().features_dir)
     return dg.MaterializeResult(metadata=metadata)

@@ -520,100 +520,35 @@ def load_champion(settings: Any) -> ChampionInfo | None:
     )
 
 
-def _feature_part_files(
-    settings: Any, window: Window | None, products: Sequence[str] | None
-) -> list[Path]:
-    """Every feature part file (batch *and* stream) of the partitions that overlap `window`.
-
-    `cryptovol.lake.read_features` prefers a partition's batch part over its stream parts, which is
-    right for training but hides the newest rows of today's partition from a drift report once a
-    batch part exists; here both are read and de-duplicated by key.
-    """
+def read_feature_window(
+    settings: Any, window: Window | None, products: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Feature rows inside `window` (all if None), through `cryptovol.lake` (one row per key)."""
     from cryptovol import lake
+    from cryptovol.featureset import FEATURE_SET
 
-    wanted = {p.upper() for p in products} if products else None
+    span = None if window is None else (window.start_ns, window.end_ns)
     lo = hi = None
     if window is not None:
         lo = format_timestamp_ns(window.start_ns)[:10]
         hi = format_timestamp_ns(window.end_ns - 1)[:10]
-    files: list[Path] = []
-    for product, day in lake.list_feature_partitions(settings.data_dir):
-        if wanted is not None and product.upper() not in wanted:
-            continue
-        if lo is not None and not (lo <= day <= hi):
-            continue
-        part_dir = lake.features_partition_dir(settings.data_dir, product, day)
-        files.extend(sorted(part_dir.glob("part-*.parquet")))
-    return files
-
-
-def read_feature_window(
-    settings: Any, window: Window | None, products: Sequence[str] | None = None
-) -> pd.DataFrame:
-    """Feature rows (batch and stream parts) inside `window` (all if None), one per key."""
-    import pyarrow.parquet as pq
-
-    from cryptovol.featureset import FEATURE_SET, KEY_COLUMNS
-
-    columns = FEATURE_SET.columns
-    filters = None
-    if window is not None:
-        filters = [("event_time_ns", ">=", window.start_ns), ("event_time_ns", "<", window.end_ns)]
-    frames = []
-    for path in _feature_part_files(settings, window, products):
-        try:
-            table = pq.read_table(path, columns=columns, filters=filters)
-        except (OSError, ValueError) as exc:  # a part being renamed in, or of another schema
-            log.warning("skipping feature part %s: %s", path, exc)
-            continue
-        if table.num_rows:
-            frames.append(table.to_pandas())
-    if not frames:
-        return pd.DataFrame(columns=columns)
-    frame = pd.concat(frames, ignore_index=True)
-    frame["product_id"] = frame["product_id"].astype("string")
-    frame = frame.drop_duplicates(list(KEY_COLUMNS), keep="first")
-    return frame.sort_values(["product_id", "event_time_ns"], kind="stable").reset_index(drop=True)
+    frame = lake.read_features_at(settings.data_dir, products, lo, hi, check_version=False,
+                                  event_window_ns=span, columns=FEATURE_SET.columns).frame
+    return frame.reset_index(drop=True)
 
 
 def latest_feature_time_ns(settings: Any, products: Sequence[str] | None = None) -> int | None:
-    """The newest feature event time in the lake (the end of the current window).
+    """The newest feature event time in the lake (the end of the current window)."""
+    from cryptovol import lake
 
-    Read from the Parquet footers' column statistics where present (no data read).
-    """
-    from cryptovol.lake import newest_event_ns
-
-    latest: int | None = None
-    for path in _feature_part_files(settings, None, products):
-        try:
-            value = newest_event_ns(path)
-        except (OSError, ValueError):
-            continue
-        if value is not None:
-            latest = value if latest is None else max(latest, value)
-    return latest
+    return lake.latest_feature_time_ns(settings.data_dir, products)
 
 
 def read_prediction_window(settings: Any, window: Window) -> pd.DataFrame:
-    """Scorer predictions (Parquet under data/predictions) whose feature event time is in `window`."""
-    root = Path(settings.predictions_dir)
-    if not any(root.glob("**/*.parquet")):
-        return pd.DataFrame()
-    import duckdb
+    """Scorer predictions whose feature event time is in `window` (through `cryptovol.lake`)."""
+    from cryptovol import lake
 
-    pattern = str(root / "**" / "*.parquet")
-    con = duckdb.connect()
-    try:
-        frame = con.execute(
-            "SELECT * FROM read_parquet(?, union_by_name=true, hive_partitioning=true) "
-            "WHERE event_time_ns >= ? AND event_time_ns < ?",
-            [pattern, window.start_ns, window.end_ns],
-        ).df()
-    except duckdb.Error as exc:
-        log.warning("cannot read predictions under %s: %s", root, exc)
-        return pd.DataFrame()
-    finally:
-        con.close()
+    frame = lake.read_predictions(settings.data_dir, (window.start_ns, window.end_ns))
     if "spike_probability" not in frame.columns:
         return pd.DataFrame()
     keys = [c for c in ("product_id", "event_time_ns", "sequence") if c in frame.columns]

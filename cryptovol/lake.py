@@ -2,15 +2,15 @@
 
 Layout under the data dir (see also `cryptovol.config.Settings`):
 
-    raw/<product>/<YYYY-MM-DD>.ndjson                         landing files (system of record)
-    features/product=<P>/date=<YYYY-MM-DD>/part-<name>.parquet  feature rows (hive layout)
-    predictions/**/*.parquet                                   scored rows, if any
+    raw/<product>/<YYYY-MM-DD>.ndjson     landing files (system of record)
+    features/                             Delta table: feature rows, partitioned by product_id, date
+    predictions/                          Delta table: scored rows, partitioned by product_id, date
+    lake_state/batch-built/<P>/<D>.json   when the batch featurizer last replaced (P, D)
 
-A feature partition may hold `part-batch.parquet` (the batch featurizer recomputes the whole day
-from the landing file) and `part-stream-*.parquet` files (the streaming featurizer). Readers take
-every row of the batch part plus the stream rows newer than the batch part's last row (today's
-partition keeps growing after a batch run), or only the stream parts when there is no batch part,
-one row per key, so a tick is never counted twice.
+Both tables are written only through `cryptovol.delta` (one transaction per flush or rebuild,
+each row exactly once) and read only through this module: `read_features` / `read_features_at`
+(optionally at an older table version: time travel), `read_predictions`, and `connect` (DuckDB
+views over the tables' Arrow datasets). Any other Delta reader sees the same rows.
 
 Landing files are parsed in bulk by DuckDB's JSON functions; any line the fast path rejects is
 re-parsed by `cryptovol.ticks.tick_from_landing`, so values and verdicts are exactly the ones the
@@ -19,12 +19,10 @@ stream would get, and invalid lines are skipped and counted by reason, never fat
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from cryptovol.config import LakeLayout, Settings
-from cryptovol.featureset import FEATURE_SET, KEY_COLUMNS, MAX_GAP_S, FeatureSchemaError
+from cryptovol.featureset import FEATURE_SET, MAX_GAP_S, FeatureSchemaError  # noqa: F401 - re-exported
 from cryptovol.ticks import (
     TICK_COLUMNS,
     TICK_DTYPES,
@@ -112,7 +110,9 @@ class LakePaths(LakeLayout):
         return self.features_dir / f"product={_path_safe(product)}" / f"date={day_str(day)}"
 
     def feature_part(self, product: str, day: DayLike, part: str = BATCH_PART) -> Path:
-        return self.feature_partition(product, day) / f"part-{part}.parquet"
+        """The record of the last batch build of (product, day): table version and rows (JSON).
+        Outside the table; its mtime is what `batch.stale_partitions` compares."""
+        return self.data_dir / "lake_state" / f"{part}-built" / _path_safe(product) / f"{day_str(day)}.json"
 
 
 def landing_path(where: DataDir, product: str, day: DayLike) -> Path:
@@ -130,16 +130,6 @@ def list_landing_partitions(where: DataDir) -> list[tuple[str, str]]:
     for path in raw.glob("*/*.ndjson"):
         if _DAY_RE.match(path.stem) and valid_product_id(path.parent.name):
             found.append((path.parent.name, path.stem))
-    return sorted(found, key=lambda pd_: (pd_[1], pd_[0]))
-
-
-def list_feature_partitions(where: DataDir) -> list[tuple[str, str]]:
-    """`[(product, day)]` of every feature partition holding at least one part file."""
-    base = LakePaths.of(where).features_dir
-    found = []
-    for part_dir in base.glob("product=*/date=*"):
-        if valid_product_id(part_dir.parent.name.split("=", 1)[1]) and any(part_dir.glob("part-*.parquet")):
-            found.append((part_dir.parent.name.split("=", 1)[1], part_dir.name.split("=", 1)[1]))
     return sorted(found, key=lambda pd_: (pd_[1], pd_[0]))
 
 
@@ -486,109 +476,73 @@ def landing_summary(where: DataDir, product: str, day: DayLike) -> LandingSummar
     )
 
 
-# --- feature parquet -------------------------------------------------------------------------------
+# --- the feature and prediction tables (Delta Lake, see `cryptovol.delta`) -----------------------
 
 
 def feature_table(frame: pd.DataFrame):
-    """Feature rows -> an Arrow table with the contract schema, a version column and metadata."""
+    """Batch feature rows -> an Arrow table with the feature table's schema (lineage columns null)."""
     import pyarrow as pa
 
+    from cryptovol import delta
+
     FEATURE_SET.validate_columns(list(frame.columns))
+    times = frame["event_time_ns"].to_numpy(dtype=np.int64)
+    n = len(frame)
     cols = {
         "product_id": pa.array(frame["product_id"].astype(str).to_numpy(dtype=object), pa.string()),
-        "event_time_ns": pa.array(frame["event_time_ns"].to_numpy(dtype=np.int64), pa.int64()),
+        "date": delta.day_of_ns(times),
+        "event_time_ns": pa.array(times, pa.int64()),
         "sequence": pa.array(frame["sequence"].to_numpy(dtype=np.int64), pa.int64()),
     }
     for name in FEATURE_SET.names:
         # NaN (warm-up) is stored as NULL, so SQL aggregates skip it; pandas reads it back as NaN.
         cols[name] = pa.array(frame[name].to_numpy(dtype=np.float64), pa.float64(), from_pandas=True)
-    cols[VERSION_COLUMN] = pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(len(frame), dtype=np.int32)), pa.array([FEATURE_SET.version])
-    )
-    table = pa.table(cols)
-    meta = {b"cryptovol.feature_set_version": FEATURE_SET.version.encode(),
-            b"cryptovol.feature_names": json.dumps(FEATURE_SET.names).encode()}
-    return table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+    cols[VERSION_COLUMN] = pa.array([FEATURE_SET.version] * n, pa.string())
+    cols["source_partition"] = pa.nulls(n, pa.int32())
+    cols["source_offset"] = pa.nulls(n, pa.int64())
+    return pa.Table.from_pydict(cols, schema=delta.FEATURE_SCHEMA)
 
 
 def write_feature_part(frame: pd.DataFrame, where: DataDir, product: str, day: DayLike,
                        part: str = BATCH_PART) -> Path:
-    """Write feature rows to `features/product=P/date=D/part-<part>.parquet` atomically
-    (temp file in the same directory + rename), so readers never see half a file."""
-    import pyarrow.parquet as pq
+    """Replace the (product, day) feature rows with `frame` in one Delta transaction (predicate
+    overwrite up to the newest row; stream rows after it stay), then record the build
+    (`LakePaths.feature_part`, what `batch.stale_partitions` compares with the landing file)."""
+    from cryptovol import delta
+    from cryptovol.atomic import write_text_atomic
 
-    target = LakePaths.of(where).feature_part(product, day, part)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if part != BATCH_PART:
+        raise ValueError("only the batch featurizer replaces partitions; stream rows are appended "
+                         "by cryptovol.stream.sink.write_batches")
+    paths = LakePaths.of(where)
+    day = day_str(day)
     table = feature_table(frame)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=target.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    days = set(table["date"].to_pylist())
+    if days - {day}:
+        raise ValueError(f"rows of {sorted(days - {day})} given for the partition {product} {day}")
+    commit = delta.replace_partition(paths.features_dir, table, _path_safe(product), day)
+    marker = paths.feature_part(product, day)
+    write_text_atomic(marker, json.dumps({"table_version": commit.version, "rows": commit.rows}))
+    return marker
 
 
-def partition_files(where: DataDir, product: str, day: DayLike) -> list[Path]:
-    """Every part file of one partition: the batch part first (if any), then stream parts."""
-    part_dir = features_partition_dir(where, product, day)
-    batch = part_dir / f"part-{BATCH_PART}.parquet"
-    others = sorted(p for p in part_dir.glob("part-*.parquet") if p != batch)
-    return [batch, *others] if batch.exists() else others
+def _open_features(where: DataDir, version: int | None = None, check_version: bool = True):
+    from cryptovol import delta
+
+    table = delta.open_table(LakePaths.of(where).features_dir, version)
+    if table is not None and check_version:
+        delta.check_feature_version(table, LakePaths.of(where).features_dir)
+    return table
 
 
-def _selected_partitions(where: DataDir, products: Iterable[str] | None, start: DayLike | None,
-                         end: DayLike | None) -> list[tuple[str, str]]:
-    wanted = {p.upper() for p in products} if products else None
-    lo = day_str(start) if start is not None else None
-    hi = day_str(end) if end is not None else None
-    return [
-        (product, day) for product, day in list_feature_partitions(where)
-        if (wanted is None or product.upper() in wanted) and not ((lo and day < lo) or (hi and day > hi))
-    ]
-
-
-def newest_event_ns(path: Path) -> int | None:
-    """The newest `event_time_ns` in a Parquet part (None if it has no rows), from the footer's
-    column statistics where every row group has them, so no data is read."""
-    import pyarrow.parquet as pq
-
-    meta = pq.ParquetFile(path).metadata
-    column = meta.schema.names.index("event_time_ns")
-    stats = [meta.row_group(i).column(column).statistics for i in range(meta.num_row_groups)]
-    if stats and all(s is not None and s.has_min_max for s in stats):
-        return max(int(s.max) for s in stats)
-    times = pq.read_table(path, columns=["event_time_ns"]).column(0).to_numpy()
-    return int(times.max()) if len(times) else None
-
-
-def _read_part(path: Path, check_version: bool) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    if check_version:
-        version = (table.schema.metadata or {}).get(b"cryptovol.feature_set_version", b"?").decode()
-        if version != FEATURE_SET.version:
-            raise FeatureSchemaError(
-                f"{path} holds feature set {version!r}, this code computes {FEATURE_SET.version!r}: "
-                "rebuild with `cryptovol features build --all`"
-            )
-    return table.to_pandas()
-
-
-def _read_partition(where: DataDir, product: str, day: str, check_version: bool,
-                    attempts: int = 3) -> tuple[list[Path], list[pd.DataFrame]]:
-    """Every part of one partition. A part that vanished between listing and reading was merged
-    by `cryptovol compact` (which writes the merged part before deleting its sources),
-    so listing again finds its rows."""
-    for _ in range(attempts - 1):
-        files = partition_files(where, product, day)
-        with contextlib.suppress(FileNotFoundError):
-            return files, [_read_part(path, check_version) for path in files]
-    files = partition_files(where, product, day)
-    return files, [_read_part(path, check_version) for path in files]
+def list_feature_partitions(where: DataDir) -> list[tuple[str, str]]:
+    """`[(product, day)]` of every partition of the feature table holding rows."""
+    table = _open_features(where, check_version=False)
+    if table is None:
+        return []
+    found = {(p["product_id"], p["date"]) for p in table.partitions()
+             if p.get("product_id") and p.get("date") and valid_product_id(p["product_id"])}
+    return sorted(found, key=lambda pd_: (pd_[1], pd_[0]))
 
 
 def _empty_features() -> pd.DataFrame:
@@ -600,6 +554,74 @@ def _empty_features() -> pd.DataFrame:
     return out
 
 
+@dataclass(frozen=True)
+class FeatureRead:
+    """Feature rows and the feature table version they were read at (None: no table yet).
+    `read_features(..., as_of_version=version)` returns exactly these rows again (time travel)."""
+
+    frame: pd.DataFrame
+    version: int | None
+
+
+def _day_filter(start: DayLike | None, end: DayLike | None):
+    import pyarrow.dataset as ds
+
+    expr = None
+    if start is not None:
+        expr = ds.field("date") >= day_str(start)
+    if end is not None:
+        hi = ds.field("date") <= day_str(end)
+        expr = hi if expr is None else expr & hi
+    return expr
+
+
+def read_features_at(
+    where: DataDir,
+    products: Iterable[str] | None = None,
+    start: DayLike | None = None,
+    end: DayLike | None = None,
+    *,
+    check_version: bool = True,
+    as_of_version: int | None = None,
+    event_window_ns: tuple[int, int] | None = None,
+    columns: Iterable[str] | None = None,
+) -> FeatureRead:
+    """Feature rows for `products` and UTC days `start..end` (inclusive), at table version
+    `as_of_version` (default: the newest), and that version.
+
+    Sorted by (product, event time, sequence); one row per key because the writers commit each
+    key once (no reader-side precedence). `event_window_ns` = [start, end) narrows by event time.
+    Raises `FeatureSchemaError` for a table of another feature-set version unless
+    `check_version=False`.
+    """
+    import pyarrow.dataset as ds
+
+    table = _open_features(where, as_of_version, check_version)
+    if table is None:
+        return FeatureRead(_empty_features(), None)
+    wanted = None
+    if products is not None:
+        wanted = sorted({str(p).upper() for p in products})
+    expr = _day_filter(start, end)
+    if event_window_ns is not None:
+        win = (ds.field("event_time_ns") >= int(event_window_ns[0])) & (
+            ds.field("event_time_ns") < int(event_window_ns[1]))
+        expr = win if expr is None else expr & win
+    data = table.to_pyarrow_dataset(partitions=[("product_id", "in", wanted)] if wanted else None)
+    names = list(columns) if columns is not None else [*FEATURE_SET.columns, VERSION_COLUMN]
+    got = data.to_table(columns=names, filter=expr)
+    if got.num_rows == 0:
+        empty = _empty_features()
+        return FeatureRead(empty[[c for c in names if c in empty.columns]], table.version())
+    frame = got.to_pandas()
+    for name in ("product_id", VERSION_COLUMN):
+        if name in frame.columns:
+            frame[name] = frame[name].astype("string")
+    order = [c for c in ("product_id", "event_time_ns", "sequence") if c in frame.columns]
+    frame = frame.sort_values(order, kind="stable") if order else frame
+    return FeatureRead(frame.reset_index(drop=True), table.version())
+
+
 def read_features(
     where: DataDir,
     products: Iterable[str] | None = None,
@@ -607,33 +629,53 @@ def read_features(
     end: DayLike | None = None,
     *,
     check_version: bool = True,
+    as_of_version: int | None = None,
 ) -> pd.DataFrame:
-    """Feature rows of the lake for `products` and UTC days `start..end` (both inclusive).
+    """`read_features_at(...).frame`; the table version read is in `frame.attrs["lake_version"]`."""
+    got = read_features_at(where, products, start, end, check_version=check_version,
+                           as_of_version=as_of_version)
+    got.frame.attrs["lake_version"] = got.version
+    return got.frame
 
-    Per partition: all rows of the batch part, plus stream rows newer than the batch part's last
-    row (today's partition keeps growing after a batch run); without a batch part, the stream
-    parts. Sorted by (product, event time, sequence), one row per key. Raises
-    `FeatureSchemaError` for a file written by another feature-set version (rebuild it with
-    `cryptovol features build`), unless `check_version=False`.
-    """
-    frames = []
-    for product, day in _selected_partitions(where, products, start, end):
-        files, parts = _read_partition(where, product, day, check_version)
-        if files and files[0].name == f"part-{BATCH_PART}.parquet" and len(parts) > 1:
-            batch_rows = parts[0]
-            newest = int(batch_rows["event_time_ns"].max()) if len(batch_rows) else np.iinfo(np.int64).min
-            parts = [batch_rows] + [p.loc[p["event_time_ns"] > newest] for p in parts[1:]]
-        frames.extend(p for p in parts if len(p))
-    if not frames:
-        return _empty_features()
-    frame = pd.concat(frames, ignore_index=True)
-    FEATURE_SET.validate_columns(list(frame.columns))
-    frame["product_id"] = frame["product_id"].astype("string")
-    if VERSION_COLUMN in frame.columns:
-        frame[VERSION_COLUMN] = frame[VERSION_COLUMN].astype("string")
-    frame = frame.sort_values(["product_id", "event_time_ns", "sequence"], kind="stable")
-    frame = frame.drop_duplicates(list(KEY_COLUMNS), keep="first").reset_index(drop=True)
-    return frame
+
+def feature_table_version(where: DataDir) -> int | None:
+    """The newest version of the feature table (None if there is none)."""
+    table = _open_features(where, check_version=False)
+    return None if table is None else table.version()
+
+
+def latest_feature_time_ns(where: DataDir, products: Iterable[str] | None = None) -> int | None:
+    """The newest feature event time in the table (from the newest day of each product)."""
+    latest = None
+    by_product: dict[str, str] = {}
+    for product, day in list_feature_partitions(where):
+        if products is None or product.upper() in {p.upper() for p in products}:
+            by_product[product] = max(day, by_product.get(product, day))
+    for product, day in by_product.items():
+        got = read_features_at(where, [product], day, day, check_version=False,
+                               columns=["event_time_ns"]).frame
+        if len(got):
+            value = int(got["event_time_ns"].max())
+            latest = value if latest is None else max(latest, value)
+    return latest
+
+
+def read_predictions(where: DataDir, event_window_ns: tuple[int, int] | None = None,
+                     *, as_of_version: int | None = None) -> pd.DataFrame:
+    """Scored rows of the prediction table (event time in [start, end) if given); empty frame if
+    there is no table."""
+    import pyarrow.dataset as ds
+
+    from cryptovol import delta
+
+    expr = None
+    if event_window_ns is not None:
+        expr = (ds.field("event_time_ns") >= int(event_window_ns[0])) & (
+            ds.field("event_time_ns") < int(event_window_ns[1]))
+    got, _ = delta.scan(LakePaths.of(where).predictions_dir, filter=expr, version=as_of_version)
+    if got is None:
+        return pd.DataFrame()
+    return got.to_pandas()
 
 
 # --- DuckDB views ----------------------------------------------------------------------------------
@@ -676,33 +718,6 @@ _EMPTY_RAW = (
 )
 
 
-def _features_view_sql(batch_files: list[Path], stream_files: list[Path]) -> str:
-    """`features`: batch parts, plus stream rows newer than their partition's batch part."""
-    if not batch_files and not stream_files:
-        return f"CREATE OR REPLACE VIEW features AS SELECT {_EMPTY_FEATURES} WHERE false"
-
-    def scan(files: list[Path]) -> str:
-        return f"read_parquet({_sql_list(files)}, hive_partitioning = true, union_by_name = true)"
-
-    if not stream_files:
-        return f"CREATE OR REPLACE VIEW features AS SELECT * FROM {scan(batch_files)}"
-    # stream parts should not overlap, but a key is only ever returned once
-    stream = (f"SELECT * FROM {scan(stream_files)} "
-              "QUALIFY row_number() OVER (PARTITION BY product_id, event_time_ns, sequence) = 1")
-    if not batch_files:
-        return f"CREATE OR REPLACE VIEW features AS {stream}"
-    return f"""
-CREATE OR REPLACE VIEW features AS
-WITH b AS (SELECT * FROM {scan(batch_files)}),
-     s AS ({stream}),
-     newest AS (SELECT product, date, max(event_time_ns) AS newest_ns FROM b GROUP BY ALL)
-SELECT * FROM b
-UNION ALL BY NAME
-SELECT s.* FROM s LEFT JOIN newest USING (product, date)
-WHERE newest.newest_ns IS NULL OR s.event_time_ns > newest.newest_ns
-"""
-
-
 def _sql_list(paths: Iterable[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
@@ -713,14 +728,16 @@ def connect(where: DataDir, database: str = ":memory:") -> duckdb.DuckDBPyConnec
     - `raw_ticks`: landing lines with a product, a timestamp and a quote (lenient: unparsable
       lines are left out, no other validation; timestamps at microsecond precision; use
       `read_landing_day` for exact ns values, the stream's validation and reason counts).
-    - `features`: feature Parquet (hive columns `product`, `date`): batch parts plus newer
-      stream rows per partition, as `read_features` does.
-    - `predictions`: Parquet under `predictions/` if any (empty view otherwise).
+    - `features`: the feature Delta table at its newest version when connecting (columns as
+      stored, plus `product` = `product_id`), every row once.
+    - `predictions`: the prediction Delta table (empty view if there is none yet).
 
-    The file lists are taken when connecting: reconnect to see partitions created since, and
-    after `cryptovol compact` (a query naming a merged-away part fails).
+    Both tables are scanned through `DeltaTable(...).to_pyarrow_dataset()` (DuckDB's own delta
+    extension downloads at first use): reconnect to see commits made since.
     """
     import duckdb
+
+    from cryptovol import delta
 
     paths = LakePaths.of(where)
     con = duckdb.connect(database)
@@ -728,18 +745,17 @@ def connect(where: DataDir, database: str = ":memory:") -> duckdb.DuckDBPyConnec
     raw_files = sorted(paths.raw_dir.glob("*/*.ndjson"))
     raw_files = [p for p in raw_files if valid_product_id(p.parent.name) and p.stat().st_size > 0]
     con.execute(_RAW_VIEW.format(glob=_sql_list(raw_files)) if raw_files else _EMPTY_RAW)
-    batch_files, stream_files = [], []
-    for product, day in list_feature_partitions(where):
-        for path in partition_files(where, product, day):
-            (batch_files if path.name == f"part-{BATCH_PART}.parquet" else stream_files).append(path)
-    con.execute(_features_view_sql(batch_files, stream_files))
-    prediction_files = sorted(p for p in paths.predictions_dir.glob("**/*.parquet")
-                              if valid_product_id(p.parent.parent.name.removeprefix("product=")))
-    if prediction_files:
-        con.execute(
-            "CREATE OR REPLACE VIEW predictions AS SELECT * FROM read_parquet("
-            f"{_sql_list(prediction_files)}, hive_partitioning = true, union_by_name = true)"
-        )
+    features = delta.open_table(paths.features_dir)
+    if features is not None:
+        con.register("_features_delta", features.to_pyarrow_dataset())
+        con.execute("CREATE OR REPLACE VIEW features AS SELECT *, product_id AS product FROM _features_delta")
+    else:
+        con.execute(f"CREATE OR REPLACE VIEW features AS SELECT {_EMPTY_FEATURES} WHERE false")
+    predictions = delta.open_table(paths.predictions_dir)
+    if predictions is not None:
+        con.register("_predictions_delta", predictions.to_pyarrow_dataset())
+        con.execute("CREATE OR REPLACE VIEW predictions AS SELECT *, product_id AS product "
+                    "FROM _predictions_delta")
     else:
         con.execute(
             "CREATE OR REPLACE VIEW predictions AS SELECT NULL::VARCHAR AS product_id, "
@@ -749,20 +765,25 @@ def connect(where: DataDir, database: str = ":memory:") -> duckdb.DuckDBPyConnec
 
 
 __all__ = [
+    "FeatureRead",
     "LakePaths",
     "LandingRead",
     "LandingSummary",
     "connect",
     "day_str",
+    "feature_table_version",
     "features_partition_dir",
     "landing_path",
     "landing_summary",
+    "latest_feature_time_ns",
     "list_feature_partitions",
     "list_landing_partitions",
     "parse_landing_lines",
     "read_features",
+    "read_features_at",
     "read_landing_day",
     "read_landing_file",
     "read_landing_tail",
+    "read_predictions",
     "write_feature_part",
 ]

@@ -1,48 +1,42 @@
-"""Lake maintenance that is not an asset: merging the small Parquet parts the streaming
-featurizer and the scorer write on every flush (`cryptovol.compaction`).
+"""Lake maintenance that is not an asset: compaction, checkpoint and vacuum of the feature and
+prediction Delta tables (`cryptovol.delta.maintain`, the same as `cryptovol compact`).
 
-The parts hold the same rows before and after a merge, so this is an op job, not a new
-materialization of `features`; a schedule runs it hourly (CRYPTOVOL_COMPACT_CRON).
+Compaction rewrites files, never rows, so this is an op job, not a new materialization of
+`features`; a schedule runs it hourly (CRYPTOVOL_COMPACT_CRON).
 """
 
 import dagster as dg
 from pydantic import Field
 
-from cryptovol.config import COMPACT_OLDER_THAN_S
+from cryptovol.delta import VACUUM_RETENTION_HOURS
 from orchestration.resources import LakeResource
 
 
-class CompactConfig(dg.Config):
-    older_than_s: float = Field(
-        default=COMPACT_OLDER_THAN_S,
-        description="Merge parts whose rows are all this much older than the product's newest part "
-                    "(must exceed the featurizer's re-warm window).",
+class MaintainConfig(dg.Config):
+    retention_hours: float = Field(
+        default=VACUUM_RETENTION_HOURS, ge=0,
+        description="Vacuum keeps the files older table versions need for this long (time travel).",
     )
 
 
-@dg.op(description="Merge old feature and prediction parts into one per product and date.")
-def compact_lake_parts(context: dg.OpExecutionContext, config: CompactConfig, lake: LakeResource) -> None:
-    from cryptovol.compaction import CompactionBusyError, compact_feature_parts, compact_prediction_parts
+@dg.op(description="Compact small files, checkpoint and vacuum the feature and prediction tables.")
+def maintain_lake_tables(context: dg.OpExecutionContext, config: MaintainConfig, lake: LakeResource) -> None:
+    from cryptovol.delta import maintain
 
     settings = lake.settings()
     metadata: dict[str, float | int] = {}
-    for compact, root in ((compact_feature_parts, settings.features_dir),
-                          (compact_prediction_parts, settings.predictions_dir)):
-        try:
-            result = compact(root, config.older_than_s)
-        except CompactionBusyError as exc:
-            context.log.warning(f"skipped: {exc}")
-            continue
+    for kind, root in (("features", settings.features_dir), ("predictions", settings.predictions_dir)):
+        result = maintain(root, kind, retention_hours=config.retention_hours)
         context.log.info(result.summary())
         metadata.update({
-            f"{result.kind}_files_before": result.files_before,
-            f"{result.kind}_files_after": result.files_after,
-            f"{result.kind}_rows": result.rows,
-            f"{result.kind}_mb_saved": round((result.bytes_before - result.bytes_after) / 1e6, 3),
+            f"{kind}_files_before": result.files_before,
+            f"{kind}_files_after": result.files_after,
+            f"{kind}_files_vacuumed": result.files_removed_by_vacuum,
+            f"{kind}_table_version": -1 if result.version_after is None else result.version_after,
         })
     context.add_output_metadata(metadata)
 
 
-@dg.job(description="Merge the featurizer's and the scorer's old small parts (same rows, fewer files).")
+@dg.job(description="Compact, checkpoint and vacuum the lake's Delta tables (same rows, fewer files).")
 def compact_lake():
-    compact_lake_parts()
+    maintain_lake_tables()

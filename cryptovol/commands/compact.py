@@ -1,45 +1,40 @@
-"""`cryptovol compact`: merge the streaming featurizer's and the scorer's old small Parquet parts."""
+"""`cryptovol compact`: maintenance of the feature and prediction Delta tables (compaction,
+checkpoint, vacuum), through the tables themselves (`cryptovol.delta.maintain`)."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "merge old small Parquet parts of the feature and prediction lakes (safe while they run)"
+HELP = "compact, checkpoint and vacuum the feature and prediction Delta tables (safe while they run)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Merge the parts the streaming featurizer (data/features, part-stream-*.parquet) and the "
-        "scorer (data/predictions) write on every flush: per product and date, parts whose rows are "
-        "all older than --older-than seconds behind the product's newest become one part. Same "
-        "rows for every reader; safe while the featurizer and the scorer run. Dagster runs it hourly."
-    )
-    from cryptovol.config import COMPACT_OLDER_THAN_S
+    from cryptovol.delta import VACUUM_RETENTION_HOURS
 
-    parser.add_argument("--older-than", type=float, default=COMPACT_OLDER_THAN_S, metavar="SECONDS",
-                        help="merge parts this much older than the newest (default %(default)g)")
+    parser.description = (
+        "The streaming featurizer and the scorer commit a small file per flush. Per table: "
+        "optimize.compact() rewrites small files into large ones (same rows, one transaction), a "
+        "checkpoint is written, and vacuum deletes files no version newer than --retention-hours "
+        "needs. Time travel (`cryptovol train --as-of-version`) works for versions within the "
+        "retention. Safe while the writers run. Dagster's compact_lake job runs it hourly."
+    )
+    parser.add_argument("--retention-hours", type=float, default=VACUUM_RETENTION_HOURS, metavar="HOURS",
+                        help="keep files older versions need for this long (default %(default)g)")
     parser.add_argument("--only", choices=("features", "predictions"), default=None,
-                        help="compact one tree only")
-    parser.add_argument("--dry-run", action="store_true", help="print what would be merged, change nothing")
+                        help="maintain one table only")
+    parser.add_argument("--dry-run", action="store_true", help="print the tables' state, change nothing")
 
 
 def run(args: argparse.Namespace) -> int:
-    from cryptovol.compaction import CompactionBusyError, compact_feature_parts, compact_prediction_parts
     from cryptovol.config import Settings
+    from cryptovol.delta import maintain
 
     settings = Settings.from_env()
-    jobs = {"features": (compact_feature_parts, settings.features_dir),
-            "predictions": (compact_prediction_parts, settings.predictions_dir)}
-    for kind, (compact, root) in jobs.items():
+    if args.retention_hours < 0:
+        print("error: --retention-hours must be >= 0")
+        return 2
+    for kind, root in (("features", settings.features_dir), ("predictions", settings.predictions_dir)):
         if args.only not in (None, kind):
             continue
-        try:
-            result = compact(root, args.older_than, dry_run=args.dry_run)
-        except (ValueError, CompactionBusyError) as exc:
-            print(f"error: {exc}")
-            return 2
-        for group in result.groups if args.dry_run else []:
-            where = "" if group.partition is None else f" partition {group.partition}"
-            print(f"{kind:<12} {group.product:<10} {group.date}{where}: {len(group.files)} parts")
-        print(result.summary())
+        print(maintain(root, kind, retention_hours=args.retention_hours, dry_run=args.dry_run).summary())
     return 0

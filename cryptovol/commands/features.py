@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "build feature Parquet from landing files (batch featurizer) or list feature partitions"
+HELP = "build feature rows from landing files (batch featurizer) or list feature partitions"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -13,8 +13,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "build",
         help="featurize landing partitions",
         description=(
-            "Featurize landing files into data/features/product=P/date=D/part-batch.parquet. "
-            "Without options: only partitions whose features are missing or older than the "
+            "Featurize landing files into the feature Delta table (data/features): each (product, "
+            "day) is replaced in one transaction. Without options: only partitions whose features "
+            "are missing or older than the "
             "landing file. With --date/--product: exactly those partitions. --all: everything."
         ),
     )
@@ -73,9 +74,12 @@ def _list(settings) -> int:
     if not landing and not featured:
         print(f"no landing files under {settings.raw_dir}")
         return 1
-    print(f"{'product':<10} {'date':<10}  landing  features")
+    paths = lake.LakePaths.of(settings)
+    version = lake.feature_table_version(settings)
+    print(f"{'product':<10} {'date':<10}  landing  features (table version {version})")
     for product, day in sorted(set(landing) | featured, key=lambda p: (p[1], p[0])):
-        files = [p.name for p in lake.partition_files(settings, product, day)]
         has_landing = "yes" if (product, day) in set(landing) else "no"
-        print(f"{product:<10} {day:<10}  {has_landing:<7}  {', '.join(files) or '-'}")
+        state = ("batch" if paths.feature_part(product, day).exists() else "stream") \
+            if (product, day) in featured else "-"
+        print(f"{product:<10} {day:<10}  {has_landing:<7}  {state}")
     return 0

@@ -6,7 +6,8 @@ Delivery guarantees, in the order a flush does things:
    `ticks.deadletter`; `producer.flush()` makes both durable on the broker first, and the delivery
    result of every send since the last flush is checked: if any failed, the featurizer stops
    (`DeliveryFailed`) without writing Parquet or committing, and a restart redoes the batch,
-2. then the Parquet part files are written atomically (temp + fsync + rename),
+2. then the rows are committed to the feature Delta table as one transaction (exactly once per
+   key: application transaction per source partition, `cryptovol.stream.sink.write_batches`),
 3. then the consumer offsets are committed, never past a tick still waiting in a reorder buffer.
 
 Every record is decoded and range-checked (`decode_tick`); one that fails is dead-lettered with a
@@ -56,7 +57,7 @@ from cryptovol.eventtime import LATENESS_S
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET
 from cryptovol.kafka_io import ensure_topics, make_consumer, make_producer
 from cryptovol.stream.engine import FeatureBatch, SourceRecord, StreamEngine
-from cryptovol.stream.sink import load_durable_state, remove_stale_temp_files, write_batches
+from cryptovol.stream.sink import load_durable_state, write_batches
 from cryptovol.ticks import (
     INT64_MAX,
     INT64_MIN,
@@ -336,9 +337,6 @@ class StreamFeaturizer:
     def run(self) -> FeaturizerStats:
         cfg = self.config
         cfg.features_dir.mkdir(parents=True, exist_ok=True)
-        removed = remove_stale_temp_files(cfg.features_dir)
-        if removed:
-            log.info("removed %d stale temporary part files", removed)
         ensure_topics(cfg.bootstrap_servers, [cfg.topic_in, cfg.topic_out, cfg.topic_deadletter],
                       partitions=cfg.topic_partitions)
         self._producer = make_producer(cfg.bootstrap_servers,
@@ -455,7 +453,8 @@ class StreamFeaturizer:
         self._producer.flush()
         self._check_deliveries()
         if self._pending:
-            parts = write_batches(self.config.features_dir, self._pending)
+            parts = write_batches(self.config.features_dir, self._pending,
+                                  app_prefix=f"{self.config.group_id}:{self.config.topic_in}")
             self.stats.parquet_files += len(parts)
             self.stats.parquet_rows += sum(p.rows for p in parts)
             self._pending = []

@@ -131,26 +131,23 @@ def test_decimation_keeps_the_last_row_per_product_and_second() -> None:
     }
 
 
-def test_prediction_window_keeps_the_latest_score_of_a_row_scored_twice(data_dir: Path):
-    """A scorer restarted after a crash may score a row again: drift uses the latest score, whatever
-    order the part files are listed in."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def test_prediction_window_has_one_score_per_row_even_when_a_row_is_scored_twice(data_dir: Path):
+    """A scorer restarted after a crash may score a row again: the prediction table keeps the
+    score committed first (one transaction per flush, each key once), so drift sees one row."""
+    import pandas as pd
 
     from cryptovol.config import Settings
     from cryptovol.drift import Window, read_prediction_window
-    from cryptovol.scoring.sink import PREDICTION_SCHEMA
+    from cryptovol.scoring.sink import write_prediction_parts
 
-    def part(name: str, version: str, scored_at_ns: int) -> None:
-        directory = data_dir / "predictions" / "product=BTC-USD" / "date=2026-01-01"
-        directory.mkdir(parents=True, exist_ok=True)
+    def score(version: str, scored_at_ns: int) -> None:
         row = {"product_id": "BTC-USD", "event_time_ns": 1_767_225_600_000_000_000, "sequence": 7,
                "spike_probability": 0.9 if version == "2" else 0.1, "spike_flag": version == "2",
                "model_name": "cryptovol-spike", "model_version": version, "model_alias": "champion",
                "feature_set_version": "x", "scored_at_ns": scored_at_ns, "scoring_latency_s": 0.001}
-        pq.write_table(pa.Table.from_pylist([row], schema=PREDICTION_SCHEMA), directory / name)
+        write_prediction_parts(pd.DataFrame([row]), data_dir / "predictions")
 
-    part("part-a.parquet", "2", scored_at_ns=2_000)  # the re-score, listed first
-    part("part-b.parquet", "1", scored_at_ns=1_000)
+    score("1", scored_at_ns=1_000)
+    score("2", scored_at_ns=2_000)  # the re-score after a restart
     frame = read_prediction_window(Settings.from_env(), Window(0, 2**62))
-    assert len(frame) == 1 and frame["model_version"].iloc[0] == "2"
+    assert len(frame) == 1 and frame["model_version"].iloc[0] == "1"

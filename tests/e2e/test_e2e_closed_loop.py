@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-import pyarrow.parquet as pq
 import pytest
 
 from cryptovol.alerts import CHAMPION_CHANGED, DRIFT_DETECTED, read_alerts
@@ -87,7 +86,9 @@ def _champion_metadata(result: dg.ExecuteInProcessResult) -> dict:
 
 
 def _stream_rows(settings: Settings) -> int:
-    return sum(pq.read_metadata(p).num_rows for p in settings.features_dir.glob("**/part-stream*.parquet"))
+    from cryptovol.stream.sink import stream_row_count
+
+    return stream_row_count(settings.features_dir)
 
 
 def _run_live(settings, simulator_factory, ingestor_factory, featurizer_factory, start: datetime,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable, write_deltalake
 from featkit import S, random_ticks
 
-from cryptovol import batch, cli, lake
+from cryptovol import batch, cli, delta, lake
 from cryptovol.features import compute_features
 from cryptovol.featureset import FEATURE_SET, FeatureSchemaError
 from cryptovol.ticks import format_timestamp_ns, landing_record, tick_from_landing, ticks_to_frame
@@ -125,15 +125,22 @@ def test_featurize_day_equals_compute_features_and_writes_contract_parquet(setti
     assert result.rows == len(expect) == len(ticks)
     assert result.invalid_count == len(BAD_LINES) and result.context_rows == 0
     assert result.path == lake.LakePaths.of(settings).feature_part("BTC-USD", DAY1)
-    table = pq.read_table(result.path)
-    assert table.schema.metadata[b"cryptovol.feature_set_version"] == FEATURE_SET.version.encode()
-    frame = table.to_pandas()
+    built = json.loads(result.path.read_text())
+    read = lake.read_features_at(settings)
+    assert built == {"table_version": read.version, "rows": len(ticks)}
+    table = DeltaTable(str(settings.features_dir))
+    assert table.metadata().configuration["cryptovol.feature_set_version"] == FEATURE_SET.version
+    frame = read.frame
     assert set(frame["feature_set_version"]) == {FEATURE_SET.version}
     FEATURE_SET.validate_columns(list(frame.columns))
     got = frame[FEATURE_SET.columns].astype({"product_id": "string"})
     pd.testing.assert_frame_equal(got, expect, check_exact=True)
     assert result.warm_rows == int(expect[FEATURE_SET.names].notna().all(axis=1).sum()) > 0
-    assert not list(result.path.parent.glob(".tmp-*"))  # atomic write left no temp file
+    # a rebuild replaces the partition in one transaction: same rows, one version later
+    batch.featurize_day(settings, "BTC-USD", DAY1)
+    again = lake.read_features_at(settings)
+    assert again.version == read.version + 1
+    pd.testing.assert_frame_equal(again.frame, read.frame)
 
 
 def test_day_boundary_uses_previous_day_tail_as_context(settings):
@@ -166,20 +173,37 @@ def test_read_landing_tail_reads_back_from_the_end_until_it_has_the_window(data_
         pd.testing.assert_frame_equal(got, expect)
 
 
-def test_read_features_batch_part_plus_newer_stream_rows_one_per_key(settings):
+def _stream_rows(feats: pd.DataFrame, first_offset: int):
+    """Feature rows as the streaming featurizer commits them (partition 0, consecutive offsets)."""
+    import pyarrow as pa
+
+    table = lake.feature_table(feats)
+    offsets = pa.array(np.arange(first_offset, first_offset + len(feats), dtype=np.int64))
+    table = table.set_column(table.schema.get_field_index("source_partition"), "source_partition",
+                             pa.array(np.zeros(len(feats), dtype=np.int32)))
+    return table.set_column(table.schema.get_field_index("source_offset"), "source_offset", offsets)
+
+
+def test_stream_appends_and_a_batch_rebuild_leave_each_key_once_for_every_reader(settings):
     ticks = day_ticks(seed=5, duration_s=200)
     feats = compute_features(ticks)
-    # two stream parts that overlap (rows 300..399 in both): each key once
-    lake.write_feature_part(feats.iloc[:400], settings, "BTC-USD", DAY1, part="stream-a")
-    lake.write_feature_part(feats.iloc[300:], settings, "BTC-USD", DAY1, part="stream-b")
+    root = settings.features_dir
+    # two stream flushes that overlap (rows 300..399 in both, e.g. a restart): each key once
+    first = delta.append_exactly_once(root, "features", _stream_rows(feats.iloc[:400], 0), "g:t")
+    second = delta.append_exactly_once(root, "features", _stream_rows(feats.iloc[300:], 300), "g:t")
+    assert (first.rows, second.rows, second.skipped) == (400, len(feats) - 400, 100)
     got = lake.read_features(settings)
     pd.testing.assert_frame_equal(got[FEATURE_SET.columns], feats, check_exact=True)
-    # a batch part covering the first 100 rows wins for those rows; newer stream rows still count
+    # a batch rebuild covering the first 100 rows replaces those rows; newer stream rows stay
     marked = feats.iloc[:100].assign(spread=-1.0)
     lake.write_feature_part(marked, settings, "BTC-USD", DAY1)
     got = lake.read_features(settings)
     assert len(got) == len(feats)
     assert (got["spread"].iloc[:100] == -1.0).all() and (got["spread"].iloc[100:] >= 0).all()
+    # a late stream flush of rows the rebuild covers is dropped (the batch's app transaction)
+    late = delta.append_exactly_once(root, "features", _stream_rows(feats.iloc[50:100], 50), "other:t",
+                                     batch_guard=True)
+    assert (late.rows, late.skipped) == (0, 50)
     con = lake.connect(settings)
     try:
         assert con.sql("SELECT count(*), count(*) FILTER (spread = -1) FROM features").fetchall() == [
@@ -187,22 +211,55 @@ def test_read_features_batch_part_plus_newer_stream_rows_one_per_key(settings):
         ]
     finally:
         con.close()
+    # a second engine (pyarrow on the Delta table's files, no cryptovol code) reads the same rows
+    other = DeltaTable(str(root)).to_pyarrow_dataset().to_table().to_pandas()
+    other = other.sort_values(["product_id", "event_time_ns", "sequence"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(other[FEATURE_SET.columns].astype({"product_id": "string"}),
+                                  got[FEATURE_SET.columns], check_exact=True)
     assert lake.read_features(settings, products=["ETH-USD"]).empty
     assert lake.read_features(settings, start=DAY2).empty
     empty = lake.read_features(settings, end="2025-12-31")
     assert list(empty.columns)[:3] == ["product_id", "event_time_ns", "sequence"]
 
 
-def test_read_features_rejects_another_feature_set_version(settings):
+def test_time_travel_reads_exactly_the_rows_of_a_recorded_version(settings):
+    feats = compute_features(day_ticks(seed=12, duration_s=120))
+    root = settings.features_dir
+    delta.append_exactly_once(root, "features", _stream_rows(feats.iloc[:200], 0), "g:t")
+    recorded = lake.read_features_at(settings)
+    delta.append_exactly_once(root, "features", _stream_rows(feats.iloc[200:], 200), "g:t")
+    lake.write_feature_part(feats.iloc[:50].assign(spread=-1.0), settings, "BTC-USD", DAY1)
+    delta.maintain(root, "features")  # compaction + vacuum (files kept for the retention) keep it
+    now = lake.read_features(settings)
+    assert len(now) == len(feats) and now.attrs["lake_version"] > recorded.version
+    back = lake.read_features(settings, as_of_version=recorded.version)
+    assert back.attrs["lake_version"] == recorded.version
+    pd.testing.assert_frame_equal(back, recorded.frame, check_exact=True)
+
+
+def test_another_feature_set_version_is_refused_not_merged_or_relabelled(settings):
+    import pyarrow as pa
+    from deltalake.exceptions import SchemaMismatchError
+
     feats = compute_features(day_ticks(seed=6, duration_s=20))
-    path = lake.write_feature_part(feats, settings, "BTC-USD", DAY1)
-    table = pq.read_table(path)
-    meta = dict(table.schema.metadata)
-    meta[b"cryptovol.feature_set_version"] = b"0.0.1"
-    pq.write_table(table.replace_schema_metadata(meta), path)
+    lake.write_feature_part(feats, settings, "BTC-USD", DAY1)
+    table = DeltaTable(str(settings.features_dir))
+    table.alter.set_table_properties({"cryptovol.feature_set_version": "0.0.1"}, raise_if_not_exists=False)
     with pytest.raises(FeatureSchemaError, match="0.0.1"):
         lake.read_features(settings)
+    with pytest.raises(FeatureSchemaError, match="archive-features"):  # no write of another version
+        lake.write_feature_part(feats, settings, "BTC-USD", DAY1)
     assert len(lake.read_features(settings, check_version=False)) == len(feats)
+    # the table's schema is enforced: rows with another column set never go in
+    extra = lake.feature_table(feats).append_column("new_feature", pa.array(np.zeros(len(feats))))
+    with pytest.raises(SchemaMismatchError):
+        write_deltalake(table, extra, mode="append")
+    # the explicit migration: archive the old table, rebuild under the current version
+    assert cli.main(["lake", "archive-features"]) == 0
+    lake.write_feature_part(feats, settings, "BTC-USD", DAY1)
+    assert len(lake.read_features(settings)) == len(feats)
+    [archived] = (settings.data_dir / "archive").glob("features-0.0.1-v*")
+    assert len(DeltaTable(str(archived)).to_pyarrow_table()) == len(feats)
 
 
 def test_duckdb_views_over_landing_and_features(settings):
@@ -243,10 +300,10 @@ def test_cli_build_only_stale_then_explicit_and_list(settings, capsys):
     capsys.readouterr()
     assert cli.main(["features", "list"]) == 0
     listing = capsys.readouterr().out
-    assert "ETH-USD" in listing and "part-batch.parquet" in listing
+    assert "ETH-USD" in listing and "batch" in listing
     # an appended landing file makes its partition (and the next day's) stale again
     path = lake.landing_path(settings, "BTC-USD", DAY1)
-    later = path.stat().st_mtime_ns + 10**9
+    later = lake.LakePaths.of(settings).feature_part("BTC-USD", DAY1).stat().st_mtime_ns + 10**9
     os.utime(path, ns=(later, later))
     assert batch.stale_partitions(settings) == [("BTC-USD", DAY1)]
 

@@ -1,5 +1,5 @@
-"""The `compact_lake` job: a real in-process Dagster run merges the old feature and prediction
-parts and reports what it did; the lake reads the same rows afterwards."""
+"""The `compact_lake` job: a real in-process Dagster run compacts, checkpoints and vacuums the
+feature and prediction Delta tables and reports what it did; the lake reads the same rows afterwards."""
 
 from __future__ import annotations
 
@@ -8,42 +8,42 @@ import shutil
 import pandas as pd
 
 from cryptovol import lake
-from cryptovol.stream.sink import stream_files
+from cryptovol.delta import open_table
 from orchestration.maintenance import compact_lake
 from orchestration.resources import LakeResource
 
-OP = "compact_lake_parts"
+OP = "maintain_lake_tables"
 
 
-def _run(data_dir, older_than_s: float, **kwargs):
+def _run(data_dir, retention_hours: float, **kwargs):
     return compact_lake.execute_in_process(
         resources={"lake": LakeResource(data_dir=str(data_dir))},
-        run_config={"ops": {OP: {"config": {"older_than_s": older_than_s}}}},
+        run_config={"ops": {OP: {"config": {"retention_hours": retention_hours}}}},
         **kwargs,
     )
 
 
-def test_compaction_job_merges_parts_and_reports_counts(data_dir, stream_parts_dir):
+def test_maintenance_job_compacts_the_tables_and_reports_counts(data_dir, stream_parts_dir):
     shutil.copytree(stream_parts_dir, data_dir / "features")
-    files_before = len(stream_files(data_dir / "features"))
+    files_before = len(open_table(data_dir / "features").file_uris())
     rows_before = lake.read_features(data_dir)
 
-    result = _run(data_dir, 3600)
+    result = _run(data_dir, 0)
 
     assert result.success
     [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
     metadata = {k: v.value for k, v in output.event_specific_data.metadata.items()}
-    assert metadata["features_files_after"] == 4 and metadata["features_files_before"] > 100
-    assert metadata["features_mb_saved"] > 0
+    assert metadata["features_files_before"] == files_before > 100
+    assert metadata["features_files_after"] == 4 and metadata["features_files_vacuumed"] >= files_before
+    assert metadata["features_table_version"] == open_table(data_dir / "features").version()
     assert metadata["predictions_files_before"] == 0  # no scorer output in this lake
-    assert len(stream_files(data_dir / "features")) == files_before - metadata["features_files_before"] + 4
-    pd.testing.assert_frame_equal(lake.read_features(data_dir), rows_before)
+    assert len(open_table(data_dir / "features").file_uris()) == 4
+    pd.testing.assert_frame_equal(lake.read_features(data_dir), rows_before, check_like=False)
 
 
-def test_compaction_job_refuses_a_window_inside_the_featurizers_rewarm_window(data_dir, stream_parts_dir):
+def test_maintenance_job_refuses_a_negative_retention(data_dir, stream_parts_dir):
     shutil.copytree(stream_parts_dir, data_dir / "features")
-    files_before = stream_files(data_dir / "features")
-    result = _run(data_dir, 60, raise_on_error=False)
+    files_before = open_table(data_dir / "features").file_uris()
+    result = _run(data_dir, -1, raise_on_error=False)
     assert not result.success
-    assert "re-warm window" in str(result.failure_data_for_node(OP).error)
-    assert stream_files(data_dir / "features") == files_before
+    assert open_table(data_dir / "features").file_uris() == files_before

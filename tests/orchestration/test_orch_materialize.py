@@ -18,6 +18,7 @@ from assets.ingest import raw_ticks
 from assets.monitoring import drift_report
 from assets.partitions import partition_key
 from assets.training import TRAINING_ASSETS
+from cryptovol import lake
 from cryptovol.alerts import CHAMPION_CHANGED, CHECK_FAILED, RUN_FAILED, read_alerts
 from cryptovol.lake import read_landing_day
 from cryptovol.models.dataset import build_training_set
@@ -79,9 +80,10 @@ def test_whole_graph_materializes_on_a_synthetic_day(data_dir: Path, instance) -
         assert raw_meta["path"] == str(landing.resolve())
         assert raw_meta["first_event_time"].startswith("2025-12-01T10:00")
         feature_meta = metadata(result, "features")
-        parquet = pd.read_parquet(feature_meta["path"])
-        assert feature_meta["rows"] == len(parquet) == raw_meta["rows"]
+        parquet = lake.read_features(data_dir, [product], DAY, DAY)
+        assert feature_meta["rows"] == len(parquet) == feature_meta["partition_rows"] == raw_meta["rows"]
         assert feature_meta["schema_version"] == parquet["feature_set_version"].iloc[0]
+        assert feature_meta["table_version"] == parquet.attrs["lake_version"]
         assert "| product_id" in feature_meta["preview"]
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
         assert checks == {"raw_ticks_suite": True, "features_suite": True}

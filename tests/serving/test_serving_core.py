@@ -98,7 +98,7 @@ def test_rolling_rate_counts_only_the_window():
     assert rate.extend([True]) == 0.25
 
 
-def test_prediction_parts_are_atomic_hive_partitions_duckdb_and_the_lake_can_read(settings):
+def test_predictions_are_one_delta_transaction_each_key_once_for_duckdb_and_the_lake(settings):
     import duckdb
 
     from cryptovol.lake import connect
@@ -118,16 +118,23 @@ def test_prediction_parts_are_atomic_hive_partitions_duckdb_and_the_lake_can_rea
         "scored_at_ns": t0 + 5,
         "scoring_latency_s": 0.001,
     }, columns=list(PREDICTION_COLUMNS))
-    files = write_prediction_parts(frame, settings.predictions_dir)
-    assert len(files) == 3  # (BTC, day 1), (ETH, day 1), (BTC, day 2)
-    assert not list(settings.predictions_dir.rglob("*.tmp"))
-    assert sorted(p.parent.parent.name for p in files) == ["product=BTC-USD", "product=BTC-USD",
-                                                          "product=ETH-USD"]
-    glob = str(settings.predictions_dir / "**" / "*.parquet")
-    rows = duckdb.sql(
-        f"SELECT product, date, count(*) AS n, sum(spike_flag::int) AS spikes FROM read_parquet('{glob}', "
-        "hive_partitioning=true) GROUP BY ALL ORDER BY ALL"
+    commits = write_prediction_parts(frame, settings.predictions_dir)
+    assert [c.rows for c in commits] == [4]  # one transaction
+    again = write_prediction_parts(frame.assign(spike_probability=0.0), settings.predictions_dir)
+    assert again == []  # re-scored rows (a scorer restart) are not written twice
+    parts = sorted(p.relative_to(settings.predictions_dir).parent.as_posix()
+                   for p in settings.predictions_dir.glob("product_id=*/date=*/*.parquet"))
+    assert parts == ["product_id=BTC-USD/date=2025-12-06", "product_id=BTC-USD/date=2025-12-07",
+                     "product_id=ETH-USD/date=2025-12-06"]
+    from deltalake import DeltaTable
+
+    other = duckdb.connect()  # a second engine: DuckDB on the Delta table's Arrow dataset alone
+    other.register("dataset", DeltaTable(str(settings.predictions_dir)).to_pyarrow_dataset())
+    rows = other.sql(
+        "SELECT product_id, date, count(*) AS n, sum(spike_flag::int) AS spikes FROM dataset "
+        "GROUP BY ALL ORDER BY ALL"
     ).fetchall()
+    other.close()
     assert [(r[0], str(r[1]), r[2], r[3]) for r in rows] == [
         ("BTC-USD", "2025-12-06", 2, 1), ("BTC-USD", "2025-12-07", 1, 0), ("ETH-USD", "2025-12-06", 1, 1)]
     con = connect(settings)

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from registry_helpers import WEIGHTS_V1, WEIGHTS_V2, register_stub, synthetic_ticks, tracking_uri
 
+from cryptovol import lake
 from cryptovol.config import TOPIC_DEADLETTER, TOPIC_FEATURES, TOPIC_PREDICTIONS, Settings
 from cryptovol.features import compute_features
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET
@@ -137,13 +138,15 @@ def test_every_feature_row_gets_exactly_one_prediction_and_hot_swap_applies(brok
     assert scorer.stats.dead_lettered == len(BAD_MESSAGES) + 1
     assert all(len(letter["raw"]) <= 2048 for letter in letters)
     assert not (data_dir.parent / "escaped").exists() and not (data_dir / "escaped").exists()
-    assert {p.name for p in settings.predictions_dir.iterdir()} == {"product=BTC-USD", "product=ETH-USD"}
+    assert {p.name for p in settings.predictions_dir.iterdir()} == {
+        "_delta_log", "product_id=BTC-USD", "product_id=ETH-USD"}
 
-    files = sorted(settings.predictions_dir.glob("product=*/date=*/*.parquet"))
-    assert files and not list(settings.predictions_dir.rglob("*.tmp"))
-    table = pd.concat([pq.read_table(f).to_pandas() for f in files])
+    # the prediction Delta table holds every key once, through the lake and through pyarrow alone
+    table = lake.read_predictions(settings)
     assert sorted(map(tuple, table[["product_id", "event_time_ns", "sequence"]].to_numpy().tolist())) \
         == sorted(keys)
+    other = DeltaTable(str(settings.predictions_dir)).to_pyarrow_dataset().to_table().to_pandas()
+    assert len(other) == len(table) == len(keys)
 
 
 @pytest.mark.slow

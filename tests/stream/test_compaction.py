@@ -1,147 +1,61 @@
-"""`cryptovol compact`: old feature parts merged into one per (product, date, partition) and old
-prediction parts into one per (product, date), with the same rows, the same restart state, and
-readers never seeing a row twice or losing one."""
+"""`cryptovol compact` / `cryptovol.delta.maintain`: the Delta tables' small files compacted, a
+checkpoint written and unreferenced files vacuumed, with the same rows, the same restart state,
+and a featurizer SIGKILLed after a compaction still exactly once."""
 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
-import pytest
 
-from cryptovol import compaction, lake
+from cryptovol import lake
 from cryptovol.cli import main
-from cryptovol.compaction import CompactionBusyError, compact_feature_parts, compact_prediction_parts
-from cryptovol.featureset import FEATURE_NAMES, HISTORY_S
-from cryptovol.stream.sink import (
-    load_durable_state,
-    parse_part_name,
-    read_stream_features,
-    stream_files,
-)
-
-NS = 1_000_000_000
+from cryptovol.delta import maintain, open_table
+from cryptovol.featureset import FEATURE_NAMES
+from cryptovol.stream.sink import load_durable_state, read_stream_features, stream_row_count
 
 
-def _newest_first_ns(features_dir: Path, product: str) -> int:
-    return max(parse_part_name(f.name)[0] for f in stream_files(features_dir, product))
-
-
-def test_old_parts_merge_into_one_per_date_with_the_same_rows_and_restart_state(data_dir, stream_parts_dir):
+def test_maintenance_compacts_checkpoints_vacuums_keeps_rows_and_restart_state(data_dir, stream_parts_dir):
     features_dir = data_dir / "features"
     shutil.copytree(stream_parts_dir, features_dir)
-    before_files = stream_files(features_dir)
     before_rows = read_stream_features(features_dir)
-    before_lake = lake.read_features(data_dir)
+    before_read = lake.read_features(data_dir)
     before_state = load_durable_state(features_dir)
-    rows_of = {f: pq.ParquetFile(f).metadata.num_rows for f in before_files}
+    version_before = open_table(features_dir).version()
+    assert len(before_rows) > 1000 and before_state
 
-    result = compact_feature_parts(features_dir, older_than_s=3600)
+    result = maintain(features_dir, "features", retention_hours=0)
 
-    after_files = stream_files(features_dir)
-    # Two products x two dates were old enough to merge; the last hour of each product is untouched.
-    assert {(g.product, g.date) for g in result.groups} == {
-        (p, d) for p in ("BTC-USD", "ETH-USD") for d in ("2026-01-01", "2026-01-02")}
-    assert result.files_before > 100 and result.files_after == 4
-    assert len(after_files) == len(before_files) - result.files_before + result.files_after
-    for product in ("BTC-USD", "ETH-USD"):
-        cutoff = _newest_first_ns(features_dir, product) - 3600 * NS
-        untouched = [f for f in before_files if f.parent.parent.name == f"product={product}"
-                     and parse_part_name(f.name)[0] >= cutoff]
-        assert untouched and all(f.exists() for f in untouched)
-    merged_away = [f for f in before_files if not f.exists()]
-    assert len(merged_away) == result.files_before
-    assert result.rows == sum(rows_of[f] for f in merged_away)  # no row dropped (none duplicated)
-
+    assert result.files_before > 100 and result.files_after == 4  # 2 products x 2 dates
+    assert result.files_removed_by_vacuum >= result.files_before  # unreferenced files deleted
+    assert result.version_after > version_before == result.version_before
+    assert list((features_dir / "_delta_log").glob(f"{result.version_after:020d}.checkpoint.parquet"))
     pd.testing.assert_frame_equal(read_stream_features(features_dir), before_rows)
-    pd.testing.assert_frame_equal(lake.read_features(data_dir), before_lake)
-    with lake.connect(data_dir) as con:
-        assert con.execute("SELECT count(*) FROM features").fetchone()[0] == len(before_lake)
+    pd.testing.assert_frame_equal(lake.read_features(data_dir), before_read)
     assert load_durable_state(features_dir) == before_state  # a restarted featurizer resumes the same
-    assert not list(features_dir.glob("**/*.tmp"))
+    on_disk = sorted(features_dir.glob("product_id=*/date=*/*.parquet"))
+    assert len(on_disk) == 4  # only what the table references is left
 
-    again = compact_feature_parts(features_dir, older_than_s=3600)
-    assert again.groups == [] and stream_files(features_dir) == after_files
-
-
-def test_leftovers_of_a_crashed_run_are_read_once_and_folded_in_next_time(data_dir, stream_parts_dir):
-    features_dir = data_dir / "features"
-    shutil.copytree(stream_parts_dir, features_dir)
-    before = lake.read_features(data_dir)
-    saved = data_dir / "saved"
-    shutil.copytree(features_dir, saved)
-    compact_feature_parts(features_dir, older_than_s=3600)
-    merged_count = len(stream_files(features_dir))
-    # The crash: the merged parts were renamed into place, but the sources were not all deleted yet.
-    for source in stream_files(saved)[::3]:
-        target = features_dir / source.relative_to(saved)
-        if not target.exists():
-            shutil.copy2(source, target)
-    assert len(stream_files(features_dir)) > merged_count
-
-    pd.testing.assert_frame_equal(lake.read_features(data_dir), before)  # each row once meanwhile
-    compact_feature_parts(features_dir, older_than_s=3600)
-    assert len(stream_files(features_dir)) == merged_count
-    pd.testing.assert_frame_equal(lake.read_features(data_dir), before)
+    again = maintain(features_dir, "features", retention_hours=0)
+    assert again.files_before == again.files_after == 4
 
 
-def test_a_reader_that_listed_parts_before_a_merge_lists_again(data_dir, stream_parts_dir, monkeypatch):
-    features_dir = data_dir / "features"
-    shutil.copytree(stream_parts_dir, features_dir)
-    before = lake.read_features(data_dir)
-    stale = {key: lake.partition_files(data_dir, *key) for key in lake.list_feature_partitions(data_dir)}
-    compact_feature_parts(features_dir, older_than_s=3600)
-
-    real = lake.partition_files
-    calls: list[tuple[str, str]] = []
-
-    def listed_before_the_merge_then_now(where, product, day):
-        calls.append((product, day))
-        return stale[(product, day)] if calls.count((product, day)) == 1 else real(where, product, day)
-
-    monkeypatch.setattr(lake, "partition_files", listed_before_the_merge_then_now)
-    pd.testing.assert_frame_equal(lake.read_features(data_dir), before)
-    assert len(calls) > len(stale)  # the merged partitions were listed a second time
-
-
-def test_parts_inside_the_rewarm_window_are_never_merged(data_dir):
-    with pytest.raises(ValueError, match="re-warm window"):
-        compact_feature_parts(data_dir / "features", older_than_s=HISTORY_S)
-
-
-def test_one_compaction_at_a_time(data_dir, stream_parts_dir):
-    features_dir = data_dir / "features"
-    shutil.copytree(stream_parts_dir, features_dir)
-    with compaction._exclusive(features_dir), pytest.raises(CompactionBusyError, match="another compaction"):
-        compact_feature_parts(features_dir)
-
-
-def test_cli_dry_run_changes_nothing_then_compacts(data_dir, stream_parts_dir, capsys):
-    features_dir = data_dir / "features"
-    shutil.copytree(stream_parts_dir, features_dir)
-    files = stream_files(features_dir)
-
+def test_cli_compact_reports_each_table_and_rejects_a_negative_retention(data_dir, stream_parts_dir, capsys):
+    shutil.copytree(stream_parts_dir, data_dir / "features")
     assert main(["compact", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "features     BTC-USD    2026-01-01 partition 0:" in out and "features: would merge" in out
-    assert "predictions: nothing to compact" in out
-    assert stream_files(features_dir) == files
-
-    assert main(["compact", "--only", "features"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("features: merged ") and " rows, " in out and "predictions" not in out
-    assert len(stream_files(features_dir)) < len(files)
-
-    assert main(["compact", "--older-than", "60"]) == 2
-    assert "re-warm window" in capsys.readouterr().out
+    assert "features:" in out and "predictions: no table yet" in out
+    assert len(open_table(data_dir / "features").file_uris()) > 100  # dry run changed nothing
+    assert main(["compact", "--only", "features", "--retention-hours", "0"]) == 0
+    assert "-> 4 data files" in capsys.readouterr().out
+    assert main(["compact", "--retention-hours", "-1"]) == 2
+    assert "retention" in capsys.readouterr().out
 
 
 def test_compacting_under_a_running_featurizer_keeps_a_restart_exactly_once(data_dir, broker,
                                                                              featurizer_factory):
-    """A real `cryptovol featurize` writes two hours of ticks as small parts; compaction runs while
+    """A real `cryptovol featurize` writes two hours of ticks in small commits; maintenance runs while
     it is up; it is SIGKILLed and restarted on more ticks: every row once, equal to the batch."""
     import os
 
@@ -169,18 +83,16 @@ def test_compacting_under_a_running_featurizer_keeps_a_restart_exactly_once(data
         return read_stream_features(data_dir / "features")
 
     def rows_written() -> int:
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in stream_files(data_dir / "features"))
+        return stream_row_count(data_dir / "features")
 
     first = featurizer_factory("--lateness-s", "0", "--flush-every-s", "0.05")
     for start in range(0, cut, 200):  # chunk by chunk, so the featurizer writes many parts
         done = min(start + 200, cut)
         produce(ticks[start:done])
         wait_until(lambda done=done: rows_written() >= done, timeout_s=60, interval_s=0.05,
-                   what=f"{done} rows in Parquet")
-    files_before = len(stream_files(data_dir / "features"))
-    result = compact_feature_parts(data_dir / "features", older_than_s=1800)  # featurizer still up
-    assert result.files_before > 20, result.summary()
-    assert len(stream_files(data_dir / "features")) == files_before - result.files_before + result.files_after
+                   what=f"{done} rows in the feature table")
+    result = maintain(data_dir / "features", "features", retention_hours=0)  # featurizer still up
+    assert result.files_before > 20 and result.files_after < result.files_before, result.summary()
     first.process.kill()
 
     produce(ticks[cut:])
@@ -191,7 +103,7 @@ def test_compacting_under_a_running_featurizer_keeps_a_restart_exactly_once(data
     assert second.summary()["rewarmed"] > 0
 
     got = lake.read_features(data_dir)
-    assert len(rows()) == len(got) == len(ticks)  # no row twice in the files, none missing
+    assert len(rows()) == len(got) == len(ticks)  # no row twice in the table, none missing
     want = compute_features_multi(frame)
     keys = ["product_id", "event_time_ns", "sequence"]
     got = got.sort_values(keys, kind="stable").reset_index(drop=True)
@@ -201,77 +113,3 @@ def test_compacting_under_a_running_featurizer_keeps_a_restart_exactly_once(data
     for name in FEATURE_NAMES:
         np.testing.assert_allclose(got[name].to_numpy(), want[name].to_numpy(), rtol=1e-9, atol=0,
                                    equal_nan=True, err_msg=name)
-
-
-def _scorer_parts(predictions_dir: Path, features_dir: Path) -> None:
-    """What the scorer leaves: one prediction part per product and date per flush (here, one per
-    feature part), scored ~5 ms after each row's event time by model version 1."""
-    from cryptovol.featureset import FEATURE_SET
-    from cryptovol.scoring.sink import write_prediction_parts
-
-    for part in stream_files(features_dir):
-        rows = pq.read_table(part, columns=["product_id", "event_time_ns", "sequence"]).to_pandas()
-        probability = (rows["sequence"] % 100) / 100.0
-        write_prediction_parts(pd.DataFrame({
-            "product_id": rows["product_id"].astype(str), "event_time_ns": rows["event_time_ns"],
-            "sequence": rows["sequence"], "spike_probability": probability, "spike_flag": probability > 0.5,
-            "model_name": "cryptovol-spike", "model_version": "1", "model_alias": "champion",
-            "feature_set_version": FEATURE_SET.version, "scored_at_ns": rows["event_time_ns"] + 5_000_000,
-            "scoring_latency_s": 0.001,
-        }), predictions_dir)
-
-
-def _prediction_files(predictions_dir: Path) -> list[Path]:
-    return sorted(predictions_dir.glob("product=*/date=*/part-*.parquet"))
-
-
-def test_old_prediction_parts_merge_keeping_every_score(data_dir, stream_parts_dir):
-    from cryptovol.config import Settings
-    from cryptovol.drift import Window, read_prediction_window
-    from cryptovol.scoring.sink import write_prediction_parts
-
-    predictions_dir = data_dir / "predictions"
-    _scorer_parts(predictions_dir, stream_parts_dir)
-    # A scorer restarted after a crash scored an old part's rows again, later and with version 2.
-    rescored = pq.read_table(_prediction_files(predictions_dir)[3]).to_pandas()
-    rescored["model_version"] = "2"
-    rescored["scored_at_ns"] += 60 * NS
-    write_prediction_parts(rescored, predictions_dir)
-    files = _prediction_files(predictions_dir)
-    rows_of = {f: pq.ParquetFile(f).metadata.num_rows for f in files}
-    everything = Window(0, 2**62)
-
-    def counts() -> tuple[int, int]:
-        with lake.connect(data_dir) as con:
-            return con.execute("SELECT count(*), count(DISTINCT (product_id, event_time_ns, sequence)) "
-                               "FROM predictions").fetchone()
-
-    before_counts = counts()
-    assert before_counts[0] == before_counts[1] + len(rescored)
-    settings = Settings.from_env()
-    before_drift = read_prediction_window(settings, everything)
-    assert set(before_drift.loc[before_drift["sequence"].isin(rescored["sequence"])
-                                & before_drift["product_id"].eq(rescored["product_id"].iloc[0]),
-                                "model_version"]) == {"2"}
-
-    result = compact_prediction_parts(predictions_dir, older_than_s=3600)
-
-    assert {(g.product, g.date) for g in result.groups} == {
-        (p, d) for p in ("BTC-USD", "ETH-USD") for d in ("2026-01-01", "2026-01-02")}
-    assert result.files_after == 4
-    assert result.rows == sum(rows_of[f] for f in files if not f.exists())  # every score kept
-    assert len(_prediction_files(predictions_dir)) == len(files) - result.files_before + 4
-    assert counts() == before_counts  # every score kept, the re-score included
-    pd.testing.assert_frame_equal(read_prediction_window(settings, everything), before_drift)
-
-    # A crash between the rename and the deletions leaves sources beside the merged part (exact
-    # copies of its rows); readers keep their answers and the next run drops the copies.
-    again = data_dir / "again"
-    _scorer_parts(again, stream_parts_dir)
-    for source in [f for f in _prediction_files(again) if f.parent.name == "date=2026-01-01"][:50]:
-        shutil.copy2(source, predictions_dir / source.relative_to(again))
-    assert counts()[0] > before_counts[0]
-    pd.testing.assert_frame_equal(read_prediction_window(settings, everything), before_drift)
-    compact_prediction_parts(predictions_dir, older_than_s=3600)
-    assert counts() == before_counts
-    assert len(_prediction_files(predictions_dir)) == len(files) - result.files_before + 4

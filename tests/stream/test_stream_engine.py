@@ -8,7 +8,6 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from cryptovol.features import compute_features
@@ -132,21 +131,24 @@ def test_resume_from_durable_parquet_rewarms_and_never_repeats(tmp_path: Path, b
     _assert_same(rows, _expected(btc))
 
 
-def test_part_files_are_atomic_named_by_time_and_partition_and_carry_lineage(tmp_path: Path, btc):
+def test_a_flush_is_one_delta_transaction_with_lineage_and_the_feature_set_version(tmp_path: Path, btc):
+    from deltalake import DeltaTable
+
     engine = StreamEngine(lateness_s=0.0)
     for rec in _records(btc[:30], partition=1, first_offset=40):
         engine.offer(rec)
-    parts = write_batches(tmp_path, engine.release())
-    assert len(parts) == 1
-    path = parts[0].path
-    assert path.name == f"part-stream-t{btc[0].event_time_ns:019d}-p1-o40-69.parquet"
-    assert path.parent.name.startswith("date=") and path.parent.parent.name == "product=BTC-USD"
-    assert not list(tmp_path.glob("**/*.tmp"))
-    table = pq.read_table(path)
-    assert table.column_names == [*FEATURE_SET.columns, "feature_set_version", "source_partition",
-                                  "source_offset"]
-    assert table.schema.metadata[b"cryptovol.feature_set_version"] == FEATURE_SET.version.encode()
-    assert table.column("source_offset").to_pylist() == list(range(40, 70))
+    commits = write_batches(tmp_path, engine.release(), app_prefix="g:ticks.raw")
+    assert len(commits) == 1 and commits[0].rows == 30
+    table = DeltaTable(str(tmp_path))
+    assert table.version() == commits[0].version == 1  # 0 = creation, 1 = this flush
+    assert table.transaction_version("g:ticks.raw:1") == 70  # next offset of partition 1
+    assert table.metadata().partition_columns == ["product_id", "date"]
+    assert table.metadata().configuration["cryptovol.feature_set_version"] == FEATURE_SET.version
+    rows = table.to_pyarrow_table()
+    assert rows.column_names == ["product_id", "date", "event_time_ns", "sequence", *FEATURE_NAMES,
+                                 "feature_set_version", "source_partition", "source_offset"]
+    assert sorted(rows.column("source_offset").to_pylist()) == list(range(40, 70))
+    assert set(rows.column("feature_set_version").to_pylist()) == {FEATURE_SET.version}
 
 
 def _arrival_with_stragglers(ticks: list[Tick], every: int = 9, back: int = 3) -> list[Tick]:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cryptovol import lake
 from cryptovol.batch import featurize_day
 from cryptovol.config import TOPIC_DEADLETTER, TOPIC_FEATURES, TOPIC_RAW
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET, KEY_COLUMNS
@@ -124,9 +125,8 @@ def test_stream_equals_batch_with_out_of_order_arrivals(broker, data_dir, featur
     summary = featurizer.summary()
     assert summary["consumed"] == len(ticks) and summary["emitted"] == len(ticks)
     assert summary["late"] == 0 and summary["dead_lettered"] == 0
-    # Files are split by UTC event date (the data crosses midnight) and named by partition/offsets.
-    dates = {p.parent.name for p in (data_dir / "features").glob("product=*/date=*/part-stream-*.parquet")}
-    assert dates == {"date=2026-01-05", "date=2026-01-06"}
+    # The Delta table is partitioned by UTC event date (the data crosses midnight).
+    assert {day for _, day in lake.list_feature_partitions(data_dir)} == {"2026-01-05", "2026-01-06"}
     # The topic carries the same rows (keys, features with NaN as null, version).
     rows = [json.loads(r.value) for r in read_topic(broker.bootstrap, TOPIC_FEATURES)]
     assert len(rows) == len(ticks)
@@ -205,7 +205,6 @@ def test_sigkill_and_restart_writes_every_row_exactly_once(data_dir, broker, fea
     _assert_equals_batch(_stream_rows(data_dir), batch_features)
     summary = second.summary()
     assert summary["rewarmed"] > 0, "the restart must rebuild the history tail from re-read ticks"
-    assert not list((data_dir / "features").glob("**/.part-stream-*.tmp"))
 
 
 def test_two_group_members_split_partitions_and_union_equals_batch(data_dir, broker, featurizer_factory,

@@ -13,9 +13,11 @@ import os
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from kafka import TopicPartition
 
+from cryptovol import lake
 from cryptovol.config import TOPIC_DEADLETTER, TOPIC_RAW
 from cryptovol.kafka_io import ensure_topics, make_consumer, make_producer, read_topic
 from cryptovol.procs import wait_until
@@ -100,19 +102,19 @@ def test_a_tick_dated_2100_and_other_bad_records_never_move_a_watermark(
     assert len(dead) == len(hostile)
     assert all(len(d["raw"]) <= 2048 and d["raw_size"] > 0 for d in dead)
     assert not (data_dir.parent / "escaped").exists() and not (data_dir / "escaped").exists()
-    assert [p.name for p in (data_dir / "features").iterdir()] == ["product=BTC-USD"]
+    assert sorted(p.name for p in (data_dir / "features").iterdir()) == ["_delta_log", "product_id=BTC-USD"]
 
 
 def test_a_persisted_row_dated_2100_does_not_freeze_the_product_after_a_restart(
     data_dir, broker, featurizer_factory
 ):
-    """A 2100 row written to Parquet by older code set the product's durable watermark on every
-    restart, so nothing after it was ever emitted. Its part is now quarantined at start."""
+    """A 2100 row written to the lake by older code set the product's durable watermark on every
+    restart, so nothing after it was ever emitted. Its rows are now quarantined at start."""
     engine = StreamEngine(lateness_s=0)
     bad = Tick("BTC-USD", YEAR_2100_NS, 7, 100.0, 99.0, 101.0, 1.0, 1.0, 1.0, YEAR_2100_NS)
     assert engine.offer(SourceRecord(bad, 0, 0)) is None
     [written] = write_batches(data_dir / "features", engine.release(force=True))
-    assert written.date == "2100-01-01"
+    assert written.rows == 1 and lake.list_feature_partitions(data_dir) == [("BTC-USD", "2100-01-01")]
 
     produce(keyed(good_ticks(200)))
     featurizer = featurizer_factory("--lateness-s", "0", "--flush-every-s", "0.3")
@@ -120,8 +122,10 @@ def test_a_persisted_row_dated_2100_does_not_freeze_the_product_after_a_restart(
     assert featurizer.process.alive(), featurizer.log()[-3000:]
     rows = read_stream_features(data_dir / "features")
     assert len(rows) == 200 and int(rows["event_time_ns"].max()) < time.time_ns()
-    quarantined = list((data_dir / "quarantine" / "features").rglob("*.parquet"))
-    assert [p.name for p in quarantined] == [written.path.name]
+    [quarantined] = list((data_dir / "quarantine" / "features").rglob("*.parquet"))
+    kept = pq.read_table(quarantined)
+    assert kept.column("event_time_ns").to_pylist() == [YEAR_2100_NS]  # kept, out of the table
+    assert ("BTC-USD", "2100-01-01") not in lake.list_feature_partitions(data_dir)
 
 
 def test_a_failed_produce_stops_the_featurizer_without_parquet_or_commit(data_dir, broker):
