@@ -722,6 +722,23 @@ def _sql_list(paths: Iterable[Path]) -> str:
     return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
+def _delta_scan(con: duckdb.DuckDBPyConnection, table, name: str) -> str:
+    """SQL source for one Delta table snapshot: DuckDB's own Parquet reader over exactly the
+    files the snapshot lists (partition values from the hive-style paths delta-rs writes, cast to
+    the table's types) when the table uses no reader feature that needs more (deletion vectors,
+    column mapping); otherwise the table's Arrow dataset, registered as `name`."""
+    protocol = table.protocol()
+    features = set(protocol.reader_features or [])
+    files = table.file_uris()
+    if protocol.min_reader_version > 1 and features - {"timestampNtz"} or not files:
+        con.register(name, table.to_pyarrow_dataset())
+        return name
+    types = {"product_id": "VARCHAR", "date": "VARCHAR"}
+    listed = _sql_list(f.removeprefix("file://") for f in files)
+    return (f"read_parquet({listed}, hive_partitioning = true, hive_types = {types!r}, "
+            "union_by_name = true)")
+
+
 def connect(where: DataDir, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with views over the lake.
 
@@ -732,8 +749,8 @@ def connect(where: DataDir, database: str = ":memory:") -> duckdb.DuckDBPyConnec
       stored, plus `product` = `product_id`), every row once.
     - `predictions`: the prediction Delta table (empty view if there is none yet).
 
-    Both tables are scanned through `DeltaTable(...).to_pyarrow_dataset()` (DuckDB's own delta
-    extension downloads at first use): reconnect to see commits made since.
+    Both views read exactly the files of the table's snapshot when connecting (`_delta_scan`;
+    DuckDB's own delta extension downloads at first use): reconnect to see commits made since.
     """
     import duckdb
 
@@ -747,15 +764,14 @@ def connect(where: DataDir, database: str = ":memory:") -> duckdb.DuckDBPyConnec
     con.execute(_RAW_VIEW.format(glob=_sql_list(raw_files)) if raw_files else _EMPTY_RAW)
     features = delta.open_table(paths.features_dir)
     if features is not None:
-        con.register("_features_delta", features.to_pyarrow_dataset())
-        con.execute("CREATE OR REPLACE VIEW features AS SELECT *, product_id AS product FROM _features_delta")
+        con.execute(f"CREATE OR REPLACE VIEW features AS SELECT *, product_id AS product "
+                    f"FROM {_delta_scan(con, features, '_features_delta')}")
     else:
         con.execute(f"CREATE OR REPLACE VIEW features AS SELECT {_EMPTY_FEATURES} WHERE false")
     predictions = delta.open_table(paths.predictions_dir)
     if predictions is not None:
-        con.register("_predictions_delta", predictions.to_pyarrow_dataset())
         con.execute("CREATE OR REPLACE VIEW predictions AS SELECT *, product_id AS product "
-                    "FROM _predictions_delta")
+                    f"FROM {_delta_scan(con, predictions, '_predictions_delta')}")
     else:
         con.execute(
             "CREATE OR REPLACE VIEW predictions AS SELECT NULL::VARCHAR AS product_id, "
