@@ -82,6 +82,10 @@ class LabelsConfig(dg.Config):
     lookback_days: int = Field(
         default=7, description="Without start_date: label this many days up to end_date (0 = everything)."
     )
+    feature_table_version: int | None = Field(
+        default=None, description="Read the feature Delta table as of this version (time travel: the "
+        "`feature_table_version` a past run recorded re-reads exactly its rows); default the newest."
+    )
 
     def window(self, days: list[str]) -> tuple[str | None, str | None]:
         """(start, end) UTC days to read, given the days present in the feature lake."""
@@ -119,7 +123,9 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, lake: LakeRe
     settings = lake.settings()
     label_config = config.label_config()
     start, end = config.window([day for _, day in core_lake.list_feature_partitions(settings)])
-    features_frame = core_lake.read_features(settings, settings.products, start, end)
+    features_frame = core_lake.read_features(settings, settings.products, start, end,
+                                             as_of_version=config.feature_table_version)
+    table_version = features_frame.attrs.get("lake_version")
     if features_frame.empty:
         raise dg.Failure(
             description=f"no feature rows in {settings.features_dir}: materialize `features` first"
@@ -137,6 +143,8 @@ def labels(context: dg.AssetExecutionContext, config: LabelsConfig, lake: LakeRe
             "rows_per_product": dg.MetadataValue.json({str(k): int(v) for k, v in per_product.items()}),
             "label_config": dg.MetadataValue.json(asdict(label_config)),
             "days": f"{start or 'first'} .. {end or 'last'}",
+            "feature_table_version": dg.MetadataValue.int(-1 if table_version is None
+                                                          else int(table_version)),
             f"{label_config.value_column}_p50": dg.MetadataValue.float(float(ratio.quantile(0.5))),
             f"{label_config.value_column}_p90": dg.MetadataValue.float(float(ratio.quantile(0.9))),
             "first_event_time": time_value(int(frame["event_time_ns"].min()) if len(frame) else None),
@@ -201,7 +209,10 @@ def training_dataset(
     )
     walk_forward.check(label_config.horizon_s)
     training_set = labels.training_set(grid_s=config.grid_s, min_segment_s=config.min_segment_s)
-    training_set.info["source"] = f"feature lake, days {labels.start or 'first'} .. {labels.end or 'last'}"
+    table_version = labels.features.attrs.get("lake_version")
+    training_set.info["feature_table_version"] = table_version
+    training_set.info["source"] = (f"feature lake (Delta table version {table_version}), days "
+                                   f"{labels.start or 'first'} .. {labels.end or 'last'}")
     rows, info = training_set.frame, training_set.info
     folds = list(
         walk_forward_folds(rows["event_time_ns"].to_numpy(), walk_forward, horizon_s=label_config.horizon_s)
@@ -534,8 +545,10 @@ def champion_model(
     settings = mlflow.settings_for(lake.settings())
     mlflow.activate(settings)
     evaluation, choice = model_evaluation.evaluation, model_evaluation.choice
+    table_version = evaluation.training_set.info.get("feature_table_version")
+    run_tags = {**mlflow.dagster_tags(context), "cryptovol.feature_table_version": str(table_version)}
     result = register_and_gate(evaluation, model_evaluation.logged, settings=settings, choice=choice,
-                               run_tags=mlflow.dagster_tags(context))
+                               run_tags=run_tags)
     decision = result.decision
     name, before, after = settings.model_name, result.champion_before, result.champion_after
     kind_of = {v: k for k, v in result.versions.items()}

@@ -100,6 +100,11 @@ def test_whole_graph_materializes_on_a_synthetic_day(data_dir: Path, instance) -
     labels = pickle.loads(Path(metadata(result, "labels")["value_path"]).read_bytes()).labels
     assert {"fwd_rv", "vol_ratio"} <= set(labels.columns) and labels["fwd_rv"].notna().all()
     assert metadata(result, "training_dataset")["purge_gap_s"] == 60.0
+    # the feature table version the labels read is recorded, and time travel re-reads those rows
+    table_version = metadata(result, "labels")["feature_table_version"]
+    assert table_version == lake.feature_table_version(data_dir)
+    assert len(lake.read_features(data_dir, as_of_version=table_version)) == metadata(result, "labels")[
+        "feature_rows"]
 
     # The Dagster run is one MLflow run (dagster-mlflow); every model asset logged a child run under
     # it, tagged with this Dagster run, and links to it.
