@@ -44,15 +44,9 @@ def training_dir(settings: Any) -> Any:
 
 
 def _write_legacy(settings: Any, name: str, data: bytes) -> None:
-    import os
-    import tempfile
+    from cryptovol.atomic import write_bytes_atomic
 
-    path = training_dir(settings) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    write_bytes_atomic(training_dir(settings) / name, data)
 
 
 SUMMARY_COLUMNS = ("pr_auc_mean", "pr_auc_std", "pr_auc_pooled", "pr_auc_recent", "roc_auc_mean",

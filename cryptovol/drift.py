@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -184,9 +184,12 @@ class DriftResult:
         html_path = reports_dir / f"{stamp}.html"
         json_path = reports_dir / f"{stamp}.json"
         if self.snapshot is not None:
-            tmp_html = html_path.with_suffix(".html.tmp")
-            self.snapshot.save_html(str(tmp_html))
-            os.replace(tmp_html, html_path)
+            from cryptovol.atomic import write_bytes_atomic
+
+            with tempfile.TemporaryDirectory(dir=reports_dir, prefix=".html-") as scratch:
+                rendered = Path(scratch) / html_path.name  # Evidently writes to a path
+                self.snapshot.save_html(str(rendered))
+                write_bytes_atomic(html_path, rendered.read_bytes())
             self.summary["html_path"] = str(html_path)
         self.summary["json_path"] = str(json_path)
         text = json.dumps(self.summary, indent=2, default=_json_default, allow_nan=False)
@@ -440,9 +443,9 @@ def _json_default(value: Any) -> Any:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from cryptovol.atomic import write_text_atomic
+
+    write_text_atomic(path, text)
 
 
 def read_latest(reports_dir: Path) -> dict[str, Any] | None:

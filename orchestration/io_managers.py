@@ -10,14 +10,13 @@ next run. Values are core objects (`cryptovol.models.*`), so the files stay read
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from cryptovol.atomic import write_atomic
 from orchestration.resources import LakeResource
 
 
@@ -34,11 +33,7 @@ class LakePickleIOManager(dg.ConfigurableIOManager):
         if obj is None:
             return
         path = self._path(context.asset_key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
+        write_atomic(path, lambda fh: pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL))
         context.add_output_metadata({
             "value_path": dg.MetadataValue.path(str(path.resolve())),
             "value_bytes": dg.MetadataValue.int(path.stat().st_size),

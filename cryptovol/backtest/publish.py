@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,9 +48,9 @@ def summary(result: BacktestResult) -> dict[str, Any]:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from cryptovol.atomic import write_text_atomic
+
+    write_text_atomic(path, text)
 
 
 def publish_backtest(
