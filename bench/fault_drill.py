@@ -70,15 +70,22 @@ def _first_sent_ns(record_path: Path) -> int:
 
 
 def _parquet_keys(root: Path, pattern: str, since_ns: int) -> tuple[list, int]:
-    import pyarrow.parquet as pq
+    """Keys of the rows of the Delta table at `root` with event time >= `since_ns` (`pattern`:
+    "stream" = only rows the streaming featurizer wrote, anything else = every row)."""
+    import pyarrow.dataset as ds
 
-    keys: list = []
-    for path in sorted(root.glob(pattern)):
-        table = pq.read_table(path, columns=["product_id", "event_time_ns", "sequence"])
-        frame = table.to_pandas()
-        frame = frame[frame["event_time_ns"] >= since_ns]
-        keys.extend(zip(frame["product_id"].astype(str), frame["event_time_ns"].astype("int64"),
-                        frame["sequence"].astype("int64"), strict=True))
+    from cryptovol.delta import open_table
+
+    table = open_table(root)
+    if table is None:
+        return [], 0
+    filt = ds.field("event_time_ns") >= since_ns
+    if pattern == "stream":
+        filt = filt & ds.field("source_partition").is_valid()
+    frame = table.to_pyarrow_dataset().to_table(columns=["product_id", "event_time_ns", "sequence"],
+                                                filter=filt).to_pandas()
+    keys = list(zip(frame["product_id"].astype(str), frame["event_time_ns"].astype("int64"),
+                    frame["sequence"].astype("int64"), strict=True))
     return keys, len(keys)
 
 
@@ -158,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         live_start_ns = _first_sent_ns(record)
         print(f"drill: simulator done ({sent} tickers sent); waiting for the pipeline to drain", flush=True)
         _wait_stable(
-            lambda: (_parquet_keys(settings.features_dir, "**/part-stream*.parquet", live_start_ns)[1],
-                     _parquet_keys(settings.predictions_dir, "**/*.parquet", live_start_ns)[1]),
+            lambda: (_parquet_keys(settings.features_dir, "stream", live_start_ns)[1],
+                     _parquet_keys(settings.predictions_dir, "all", live_start_ns)[1]),
             quiet_s=20, timeout_s=600,
         )
         alive = {p.name: {"alive": p.process.alive(), "restarts": p.restarts} for p in demo.pieces}
@@ -172,10 +179,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sent_content = _sent_content(record)
     landed_content, landed_keys, landed_lines = _landing_keys(data_dir, live_start_ns)
-    feature_keys, feature_rows = _parquet_keys(
-        settings.features_dir, "**/part-stream*.parquet", live_start_ns
-    )
-    prediction_keys, prediction_rows = _parquet_keys(settings.predictions_dir, "**/*.parquet", live_start_ns)
+    feature_keys, feature_rows = _parquet_keys(settings.features_dir, "stream", live_start_ns)
+    prediction_keys, prediction_rows = _parquet_keys(settings.predictions_dir, "all", live_start_ns)
     features, predictions = set(feature_keys), set(prediction_keys)
     summary = {
         "data_dir": str(data_dir),
