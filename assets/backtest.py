@@ -1,20 +1,17 @@
 """`backtest`: does the champion's signal pay? Downstream of `model_evaluation`.
 
-Reads the training matrix and folds `training_dataset` stored (`<data>/training/training_set.pkl`)
-and the learned kind `model_evaluation` chose (`model_evaluation.json`), and calls the one core
-function `cryptovol.backtest.publish.publish_backtest`: buy-and-hold vs the overlay driven by each
-baseline and by the chosen model on the purged test folds, charts and summary under
-`<data>/reports/backtest/` (the dashboard shows them), one MLflow run with the charts.
+Receives `model_evaluation`'s value (every kind evaluated on the same purged walk-forward folds, and
+the candidate choice) through the training IO manager, so the graph shows the real data flow and no
+model is re-fitted, and calls the one core function `cryptovol.backtest.publish.publish_backtest`:
+buy-and-hold vs the overlay driven by each baseline and by the chosen model on the test folds,
+charts and summary under `<data>/reports/backtest/` (the dashboard shows them), one MLflow run.
 """
-
-import json
-import pickle
 
 import dagster as dg
 from pydantic import Field
 
 from assets.metadata import numbers, path_value
-from assets.training import training_dir
+from assets.training import EvaluatedCandidates
 from orchestration.resources import LakeResource, MlflowResource
 
 
@@ -27,7 +24,6 @@ class BacktestAssetConfig(dg.Config):
 
 
 @dg.asset(
-    deps=["model_evaluation"],
     group_name="evaluation",
     kinds={"mlflow", "matplotlib"},
     description=(
@@ -38,31 +34,23 @@ class BacktestAssetConfig(dg.Config):
     ),
 )
 def backtest(
-    context: dg.AssetExecutionContext, config: BacktestAssetConfig, lake: LakeResource, mlflow: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: BacktestAssetConfig,
+    lake: LakeResource,
+    mlflow: MlflowResource,
+    model_evaluation: EvaluatedCandidates,
 ) -> dg.MaterializeResult:
     from cryptovol.backtest.engine import CostModel
     from cryptovol.backtest.publish import publish_backtest
     from cryptovol.backtest.run import BacktestConfig
-    from cryptovol.models.training import TrainConfig
 
     settings = mlflow.settings_for(lake.settings())
-    stored = pickle.loads((training_dir(settings) / "training_set.pkl").read_bytes())
-    training_set = stored["training_set"]
-    choice_path = training_dir(settings) / "model_evaluation.json"
-    chosen = json.loads(choice_path.read_text()).get("chosen_kind") if choice_path.exists() else None
-    train_config = TrainConfig(
-        label=training_set.label_config,
-        walk_forward=stored["walk_forward"],
-        regression_view=False,
-        latency_repeats=1,
-        seed=config.seed,
-        **({"learned_kinds": (chosen,)} if chosen else {}),
-    )
+    evaluation = model_evaluation.evaluation
     mlflow.activate(settings)
     published = publish_backtest(
-        training_set,
+        evaluation.training_set,
         settings=settings,
-        train_config=train_config,
+        evaluation=evaluation,
         config=BacktestConfig(costs=CostModel(fee_bps=config.fee_bps, slippage_bps=config.slippage_bps),
                               cut_to=config.cut_to, n_boot=config.n_boot, seed=config.seed),
         run_tags=mlflow.dagster_tags(context),

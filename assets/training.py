@@ -16,7 +16,6 @@ lake IO manager (`orchestration.io_managers`, pickles under `<data>/assets/`):
   against the champion (first time: it becomes champion) and moves the aliases.
 """
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,20 +33,6 @@ from orchestration.resources import (
     MlflowResource,
     MlflowTrackingResource,
 )
-
-
-def training_dir(settings: Any) -> Any:
-    """`<data>/training/`: legacy files for readers outside the IO-manager flow (assets/backtest.py
-    reads `training_set.pkl` and `model_evaluation.json` there); the training assets themselves pass
-    values through the IO manager."""
-    return settings.data_dir / "training"
-
-
-def _write_legacy(settings: Any, name: str, data: bytes) -> None:
-    from cryptovol.atomic import write_bytes_atomic
-
-    write_bytes_atomic(training_dir(settings) / name, data)
-
 
 SUMMARY_COLUMNS = ("pr_auc_mean", "pr_auc_std", "pr_auc_pooled", "pr_auc_recent", "roc_auc_mean",
                    "brier_pooled", "base_rate_mean")
@@ -188,7 +173,6 @@ class DatasetConfig(dg.Config):
 def training_dataset(
     context: dg.AssetExecutionContext, config: DatasetConfig, labels: Any, lake: LakeResource
 ) -> dg.Output:
-    import pickle
 
     import pandas as pd
 
@@ -228,8 +212,6 @@ def training_dataset(
         for f in folds
     ]
     last = folds[-1]
-    _write_legacy(lake.settings(), "training_set.pkl",
-                  pickle.dumps({"training_set": training_set, "walk_forward": walk_forward}))
     return dg.Output(
         PreparedDataset(training_set=training_set, walk_forward=walk_forward),
         metadata={
@@ -495,8 +477,6 @@ def model_evaluation(
     evaluation = select(evaluation)
     choice = judge_candidates(evaluation)
     logged = {k: v for p in parts for k, v in p.logged.items()}
-    _write_legacy(lake.settings(), "model_evaluation.json", json.dumps(
-        {"chosen_kind": evaluation.chosen_kind, "candidate_kind": choice.candidate_kind}).encode())
     table = evaluation.summary
     columns = [c for c in SUMMARY_COLUMNS if c in table.columns]
     return dg.Output(

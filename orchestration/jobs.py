@@ -16,6 +16,7 @@ MODEL_KEYS = (dg.AssetKey("baseline_model"), dg.AssetKey("logistic_model"), dg.A
 MODEL_EVALUATION = dg.AssetKey("model_evaluation")
 CHAMPION_MODEL = dg.AssetKey("champion_model")
 DRIFT_REPORT = dg.AssetKey("drift_report")
+BACKTEST = dg.AssetKey("backtest")
 
 #: One (day, product) partition: validate the landing file, then featurize it (checks included).
 ingest_features_job = dg.define_asset_job(
@@ -25,13 +26,17 @@ ingest_features_job = dg.define_asset_job(
     description="Validate one day x product of landing files (raw_ticks) and featurize it (features).",
 )
 
-#: Everything downstream of the feature lake: labels -> dataset -> models -> evaluation -> champion.
+#: Everything downstream of the feature lake: labels -> dataset -> models -> evaluation -> champion,
+#: and the backtest of the evaluated signals (so every retrain answers "does it pay?" too).
 retrain_job = dg.define_asset_job(
     "retrain",
     selection=dg.AssetSelection.assets(
-        LABELS, TRAINING_DATASET, *MODEL_KEYS, MODEL_EVALUATION, CHAMPION_MODEL
+        LABELS, TRAINING_DATASET, *MODEL_KEYS, MODEL_EVALUATION, CHAMPION_MODEL, BACKTEST
     ),
-    description="Relabel, rebuild the dataset, retrain every model, evaluate and run the promotion gate.",
+    description=(
+        "Relabel, rebuild the dataset, retrain every model, evaluate, run the promotion gate and "
+        "backtest the signals."
+    ),
 )
 
 drift_job = dg.define_asset_job(

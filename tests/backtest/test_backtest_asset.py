@@ -1,34 +1,39 @@
-"""The Dagster asset `backtest` materializes in-process on a stored training set, writes the
-charts the dashboard shows and logs them to MLflow."""
+"""The Dagster asset `backtest` materializes in-process on the value `model_evaluation` hands it
+through the training IO manager, writes the charts the dashboard shows and logs them to MLflow."""
 
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import dagster as dg
 from backtest_synth import synthetic_training_set
 
 from assets.backtest import backtest
+from assets.training import EvaluatedCandidates
+from cryptovol.models.lifecycle import judge_candidates
+from cryptovol.models.training import TrainConfig, evaluate_walk_forward, select
 from cryptovol.models.walkforward import WalkForwardConfig
-from orchestration.resources import default_resources
+from orchestration.resources import TRAINING_IO_MANAGER, default_resources
+
+
+@dg.asset(name="model_evaluation", group_name="training", io_manager_key=TRAINING_IO_MANAGER)
+def upstream_model_evaluation() -> EvaluatedCandidates:
+    """What the real `model_evaluation` asset hands downstream, built by the same core calls on a
+    small synthetic training set (logistic as the only learned kind keeps the test short)."""
+    evaluation = select(evaluate_walk_forward(
+        synthetic_training_set(seconds=3000, seed=9),
+        TrainConfig(walk_forward=WalkForwardConfig(n_folds=3), learned_kinds=("logistic",),
+                    regression_view=False, latency_repeats=1)))
+    return EvaluatedCandidates(evaluation=evaluation, choice=judge_candidates(evaluation), logged={})
 
 
 def test_backtest_asset_materializes(data_dir: Path, mlflow_store: str) -> None:
     import mlflow
 
-    training = data_dir / "training"
-    training.mkdir(parents=True)
-    # what `training_dataset` and `model_evaluation` leave for their downstream assets
-    (training / "training_set.pkl").write_bytes(pickle.dumps(
-        {"training_set": synthetic_training_set(seconds=3000, seed=9),
-         "walk_forward": WalkForwardConfig(n_folds=3)}))
-    (training / "model_evaluation.json").write_text(json.dumps({"chosen_kind": "logistic"}))
-
     with dg.instance_for_test() as instance:
-        result = dg.materialize([backtest], resources=default_resources(), instance=instance,
-                                run_config={"ops": {"backtest": {"config": {"n_boot": 50}}}})
+        result = dg.materialize([upstream_model_evaluation, backtest], resources=default_resources(),
+                                instance=instance, run_config={"ops": {"backtest": {"config": {"n_boot": 50}}}})
     assert result.success
     [materialization] = result.asset_materializations_for_node("backtest")
     meta = {k: v.value for k, v in materialization.metadata.items()}

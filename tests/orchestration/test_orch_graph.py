@@ -79,6 +79,7 @@ def test_jobs_schedules_and_sensors_are_defined() -> None:
         "xgboost_model",
         "model_evaluation",
         "champion_model",
+        "backtest",
     }
     ingest = repo.get_job("ingest_and_featurize")
     assert isinstance(ingest.partitions_def, dg.MultiPartitionsDefinition)
