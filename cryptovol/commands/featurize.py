@@ -35,8 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cryptovol.config import Settings
+    from cryptovol.config import Settings, metrics_bind_address
     from cryptovol.kafka_io import wait_for_broker
+    from cryptovol.runtime.runner import StopSignal, close_metrics
     from cryptovol.stream.featurizer import DeliveryFailed, FeaturizerConfig, StreamFeaturizer
 
     settings = Settings.from_env()
@@ -60,16 +61,19 @@ def run(args: argparse.Namespace) -> int:
         max_behind_s=settings.tick_max_behind_s,
     )
     featurizer = StreamFeaturizer(config)
-    featurizer.install_signal_handlers()
-    if args.metrics_port:
-        from cryptovol.config import metrics_bind_address
-        from cryptovol.stream.metrics import serve_stats
+    with StopSignal(featurizer.stop_event, name="featurize"):
+        server = None
+        if args.metrics_port:
+            from cryptovol.stream.metrics import serve_stats
 
-        serve_stats(args.metrics_port, "cryptovol_featurizer", featurizer.stats.as_dict)
-        print(f"metrics on http://{metrics_bind_address()}:{args.metrics_port}/metrics", flush=True)
-    try:
-        featurizer.run()
-    except DeliveryFailed as exc:
-        print(f"error: {exc}; offsets not committed, a restart resumes from the last commit", file=sys.stderr)
-        return 1
+            server = serve_stats(args.metrics_port, "cryptovol_featurizer", featurizer.stats.as_dict)
+            print(f"metrics on http://{metrics_bind_address()}:{args.metrics_port}/metrics", flush=True)
+        try:
+            featurizer.run()
+        except DeliveryFailed as exc:
+            print(f"error: {exc}; offsets not committed, a restart resumes from the last commit",
+                  file=sys.stderr)
+            return 1
+        finally:
+            close_metrics(server)
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 
 HELP = "score ticks.features with the champion model into the predictions topic and Parquet"
@@ -27,22 +26,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cryptovol.config import Settings, metrics_bind_address
-    from cryptovol.featureset import FeatureSchemaError
-    from cryptovol.scoring.scorer import DeliveryFailed, StreamingScorer
-    from cryptovol.serving.champion import ChampionLoader, ModelValidationError, alert_on_rejection
+    from cryptovol.config import Settings
+    from cryptovol.runtime import close_metrics, serve_metrics
+    from cryptovol.serving.champion import ChampionLoader, alert_on_rejection
     from cryptovol.serving.metrics import ServingMetrics
 
     settings = Settings.from_env()
     metrics = None
+    server = None
     if args.metrics_port is not None:
-        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client import CollectorRegistry
 
         registry = CollectorRegistry()
         metrics = ServingMetrics("scorer", registry=registry)
-        host = metrics_bind_address()
-        start_http_server(args.metrics_port, addr=host, registry=registry)
-        log.info("metrics on http://%s:%d/metrics", host, args.metrics_port)
+        server = serve_metrics(args.metrics_port, registry)
     alert = alert_on_rejection(settings)
 
     def on_failure(version: str, exc: BaseException) -> None:
@@ -55,23 +52,29 @@ def run(args: argparse.Namespace) -> int:
         on_swap=(lambda old, new: metrics.observe_swap("champion", old, new)) if metrics else None,
     )
     try:
+        return _serve(args, settings, loader, metrics)
+    finally:
+        close_metrics(server)
+
+
+def _serve(args: argparse.Namespace, settings, loader, metrics) -> int:
+    from cryptovol.featureset import FeatureSchemaError
+    from cryptovol.runtime import StopSignal
+    from cryptovol.scoring.scorer import DeliveryFailed, StreamingScorer
+    from cryptovol.serving.champion import ModelValidationError
+
+    try:
         loader.start(strict=True)  # a champion for another feature set stops here with the reason
     except (FeatureSchemaError, ModelValidationError) as exc:
         print(f"error: the champion cannot be served: {exc}")
         return 1
     scorer = StreamingScorer(settings, loader, group_id=args.group_id, metrics=metrics)
-
-    def stop(signum: int, _frame: object) -> None:
-        log.info("signal %d: flushing and stopping", signum)
-        scorer.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     model = loader.current
     log.info("scoring %s -> predictions with %s", settings.bootstrap_servers,
              model.uri if model else f"models:/{settings.model_name}@champion (waiting for it)")
     try:
-        stats = scorer.run(args.duration, wait_model_s=args.wait_model)
+        with StopSignal(on_stop=scorer.stop, name="score"):
+            stats = scorer.run(args.duration, wait_model_s=args.wait_model)
     except TimeoutError as exc:
         print(f"error: {exc}")
         return 1

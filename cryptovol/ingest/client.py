@@ -3,9 +3,11 @@
 One asyncio task reads the socket and hands every frame to `FrameProcessor` (landing file first,
 then a non-blocking queue put to the `Publisher` thread). The session loop reconnects with
 exponential backoff and jitter and resubscribes; a connection that goes quiet for `idle_timeout_s`
-(no ticker and no heartbeat) is treated as dead. Stopping (SIGINT/SIGTERM, `--duration`, or
-`Ingestor.stop()`) closes the socket, flushes the files, lets the publisher deliver or spool what
-is queued, and returns the final `IngestStats`.
+(no ticker and no heartbeat) is treated as dead. Stopping (SIGINT/SIGTERM through
+`cryptovol.runtime.StopSignal`, `--duration`, or `Ingestor.stop()`) closes the socket, flushes the
+files, lets the publisher deliver or spool what is queued, and returns the final `IngestStats`.
+The ingestor has no poll/commit loop (its durability is the landing file's fsync cadence and the
+spool), so of the shared lifecycle it takes the signals and the metrics server.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from cryptovol.ingest.spool import Spool
 from cryptovol.ingest.stats import IngestStats
 from cryptovol.ingest.writers import DeadLetterWriter, LandingWriter
 from cryptovol.protocol import HEARTBEATS, TICKER, subscribe_message
+from cryptovol.runtime import StopSignal, close_metrics
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +126,9 @@ class Ingestor:
         publisher.start()
         self._publisher = publisher
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, self.stop)
+        # The handler runs on this (main) thread between bytecodes; the thread-safe call wakes
+        # the loop out of its select().
+        signals = StopSignal(on_stop=lambda: loop.call_soon_threadsafe(self.stop), name="ingest").install()
         if config.duration_s is not None:
             loop.call_later(config.duration_s, self.stop)
         log.info(
@@ -148,9 +150,7 @@ class Ingestor:
             deadletter.close()
             await asyncio.to_thread(publisher.stop, config.drain_timeout_s)
             self._stop_metrics()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(signum)
+            signals.restore()
         if self.stats.spool_pending:
             log.warning(
                 "%d records remain in the spool %s; they are delivered on the next start",
@@ -268,13 +268,10 @@ class Ingestor:
 
         host = self.config.metrics_host or metrics_bind_address()
         self._metrics_server = start_metrics_server(self.stats, self.config.metrics_port, host)
-        log.info("metrics on http://%s:%d/metrics", host, self.config.metrics_port)
 
     def _stop_metrics(self) -> None:
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
-            self._metrics_server = None
+        close_metrics(self._metrics_server)
+        self._metrics_server = None
 
 
 class IngestFailed(RuntimeError):

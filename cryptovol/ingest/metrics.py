@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import fields
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -38,12 +38,10 @@ class IngestStatsCollector(Collector):
 
 
 def start_metrics_server(stats: IngestStats, port: int, host: str | None = None) -> WSGIServer:
-    """Serve `/metrics` on host:port (default CRYPTOVOL_METRICS_BIND_ADDRESS) in a daemon thread;
-    returns the server (call `shutdown()`)."""
-    from cryptovol.config import metrics_bind_address
+    """Serve `/metrics` on host:port (default CRYPTOVOL_METRICS_BIND_ADDRESS) in a daemon thread
+    (`cryptovol.runtime.serve_metrics`); returns the server (call `shutdown()`)."""
+    from cryptovol.runtime.runner import serve_metrics
 
-    host = host or metrics_bind_address()
     registry = CollectorRegistry()
     registry.register(IngestStatsCollector(stats))
-    server, _thread = start_http_server(port, addr=host, registry=registry)
-    return server
+    return serve_metrics(port, registry, host)

@@ -34,6 +34,7 @@ import pandas as pd
 from cryptovol.config import TICK_MAX_AHEAD_S, TOPIC_DEADLETTER, TOPIC_FEATURES, TOPIC_PREDICTIONS, Settings
 from cryptovol.deadletter import raw_fields
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET
+from cryptovol.runtime import Cadence, Runner
 from cryptovol.scoring.sink import PREDICTION_COLUMNS, write_prediction_parts
 from cryptovol.serving.champion import ChampionLoader, ServedModel
 from cryptovol.serving.metrics import ServingMetrics
@@ -177,7 +178,6 @@ class StreamingScorer:
         self._stop = threading.Event()
         self._closing = False
         self._buffer: list[dict[str, Any]] = []
-        self._buffer_since = time.monotonic()
         self._deadletter_path = settings.deadletter_dir / "scorer.jsonl"
         self._futures: list[Any] = []  # delivery futures of every send since the last good flush
         self._delivery_failed: str | None = None
@@ -219,24 +219,9 @@ class StreamingScorer:
                 log.info("scorer assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
 
         consumer.subscribe([TOPIC_FEATURES], listener=FlushOnRevoke())
-        try:
-            while not self._stop.is_set() and (deadline is None or time.monotonic() < deadline):
-                batch = consumer.poll(timeout_ms=200)
-                records = [r for recs in batch.values() for r in recs]
-                if records:
-                    self._score_records(records, producer)
-                    if on_batch is not None:
-                        on_batch(self.stats)
-                if self._buffer and (len(self._buffer) >= self.flush_rows
-                                     or time.monotonic() - self._buffer_since >= self.flush_s):
-                    self._flush(producer, consumer)
-            self._flush(producer, consumer)
-        finally:
-            self._closing = True
-            try:
-                consumer.close(autocommit=False)
-            finally:
-                producer.close(timeout=10)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        Runner(_ScorerStep(self, producer, consumer, on_batch), stop=self._stop, duration_s=remaining,
+               cadence=Cadence(self.flush_s, self.flush_rows, idle=False)).run()
         return self.stats
 
     def _wait_for_model(self, wait_s: float, deadline: float | None) -> None:
@@ -289,8 +274,6 @@ class StreamingScorer:
             }
             self._send(producer, TOPIC_PREDICTIONS, k["product_id"].encode(),
                        json.dumps(row, separators=(",", ":")).encode())
-            if not self._buffer:
-                self._buffer_since = time.monotonic()
             self._buffer.append(row)
         self.stats.scored += len(keys)
         self.stats.published += len(keys)
@@ -331,6 +314,10 @@ class StreamingScorer:
         Inside a rebalance listener kafka-python 3 refuses blocking calls, so that caller commits
         asynchronously (`commit_sync=False`), as the featurizer does.
         """
+        self._make_durable(producer)
+        self._commit(consumer, commit_sync=commit_sync)
+
+    def _make_durable(self, producer: Any) -> None:
         producer.flush(timeout=30)
         self._check_deliveries()
         if self._buffer:
@@ -339,6 +326,8 @@ class StreamingScorer:
             self.stats.parquet_rows += len(frame)
             self.stats.parquet_files += len(files)
             self._buffer = []
+
+    def _commit(self, consumer: Any, *, commit_sync: bool = True) -> None:
         if consumer.assignment():
             if commit_sync:
                 consumer.commit()
@@ -366,6 +355,41 @@ class StreamingScorer:
         if self._delivery_failed is not None:  # sticky: this batch is never persisted or committed
             raise DeliveryFailed(f"a produce failed, nothing committed ({self._delivery_failed})")
         self._futures = []
+
+
+class _ScorerStep:
+    """The scorer as a `cryptovol.runtime.Step`: poll and score, durable (producer + Parquet), commit."""
+
+    def __init__(self, scorer: StreamingScorer, producer: Any, consumer: Any,
+                 on_batch: Callable[[ScorerStats], None] | None) -> None:
+        self.scorer, self.producer, self.consumer, self.on_batch = scorer, producer, consumer, on_batch
+
+    def work(self) -> None:
+        batch = self.consumer.poll(timeout_ms=200)
+        records = [r for recs in batch.values() for r in recs]
+        if records:
+            self.scorer._score_records(records, self.producer)
+            if self.on_batch is not None:
+                self.on_batch(self.scorer.stats)
+
+    def pending(self) -> int:
+        return len(self.scorer._buffer)
+
+    def make_durable(self) -> None:
+        self.scorer._make_durable(self.producer)
+
+    def commit(self) -> None:
+        self.scorer._commit(self.consumer)
+
+    def report(self, final: bool) -> None:
+        return None  # the command prints the final stats
+
+    def close(self) -> None:
+        self.scorer._closing = True
+        try:
+            self.consumer.close(autocommit=False)
+        finally:
+            self.producer.close(timeout=10)
 
 
 def predictions_glob(settings: Settings) -> Path:

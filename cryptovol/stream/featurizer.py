@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -56,6 +55,7 @@ from cryptovol.deadletter import raw_fields
 from cryptovol.eventtime import LATENESS_S
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET
 from cryptovol.kafka_io import ensure_topics, make_consumer, make_producer
+from cryptovol.runtime import Cadence, Runner, StopSignal
 from cryptovol.stream.engine import FeatureBatch, SourceRecord, StreamEngine
 from cryptovol.stream.sink import load_durable_state, write_batches
 from cryptovol.ticks import (
@@ -326,15 +326,12 @@ class StreamFeaturizer:
         self._delivery_failed: str | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def install_signal_handlers(self) -> None:
-        def _stop(signum: int, _frame: object) -> None:
-            log.info("signal %s: flushing and stopping", signal.Signals(signum).name)
-            self.stop_event.set()
-
-        signal.signal(signal.SIGINT, _stop)
-        signal.signal(signal.SIGTERM, _stop)
+    def install_signal_handlers(self) -> StopSignal:
+        """SIGINT/SIGTERM -> a graceful stop: the last batch is made durable and committed."""
+        return StopSignal(self.stop_event, name="featurize").install()
 
     def run(self) -> FeaturizerStats:
+        """The shared lifecycle (`cryptovol.runtime.Runner`) with this featurizer as its step."""
         cfg = self.config
         cfg.features_dir.mkdir(parents=True, exist_ok=True)
         ensure_topics(cfg.bootstrap_servers, [cfg.topic_in, cfg.topic_out, cfg.topic_deadletter],
@@ -346,42 +343,45 @@ class StreamFeaturizer:
             **CONSUMER_SETTINGS,
         )
         self._consumer.subscribe([cfg.topic_in], listener=_Rebalance(self))
-        started = time.monotonic()
-        last_flush = last_log = started
         log.info("featurizer started: group %s, topic %s, lateness %gs, data %s",
                  cfg.group_id, cfg.topic_in, cfg.lateness_s, cfg.features_dir)
-        try:
-            while not self.stop_event.is_set():
-                if cfg.duration_s is not None and time.monotonic() - started >= cfg.duration_s:
-                    break
-                batch = self._consumer.poll(timeout_ms=cfg.poll_timeout_ms)
-                with self._lock:
-                    if self._need_resume_lookup:
-                        batch = self._resume(batch)
-                    for tp, records in batch.items():
-                        self._take(tp.partition, records)
-                    self._emit(self.engine.release())
-                    now = time.monotonic()
-                    due = now - last_flush >= cfg.flush_every_s
-                    if due or (cfg.flush_rows and self._pending_rows >= cfg.flush_rows):
-                        self._flush(commit_sync=True)
-                        last_flush = now
-                if time.monotonic() - last_log >= cfg.log_every_s:
-                    self._log_stats()
-                    last_log = time.monotonic()
-        finally:
-            try:
-                with self._lock:
-                    try:
-                        self._flush(commit_sync=True)
-                    finally:
-                        self._closing = True
-            finally:
-                # Outside the lock: close() runs on_partitions_revoked on the IO thread.
-                self._consumer.close()
-                self._producer.close(timeout=10)
-            self._log_stats(final=True)
+        Runner(self, cadence=Cadence(cfg.flush_every_s, cfg.flush_rows or None), stop=self.stop_event,
+               duration_s=cfg.duration_s, report_every_s=cfg.log_every_s).run()
         return self.stats
+
+    # -- the runner's step (`cryptovol.runtime.Step`) -------------------------------------------
+    def work(self) -> None:
+        batch = self._consumer.poll(timeout_ms=self.config.poll_timeout_ms)
+        with self._lock:
+            if self._need_resume_lookup:
+                batch = self._resume(batch)
+            for tp, records in batch.items():
+                self._take(tp.partition, records)
+            self._emit(self.engine.release())
+
+    def pending(self) -> int:
+        return self._pending_rows
+
+    def make_durable(self) -> None:
+        with self._lock:
+            self._make_durable()
+
+    def commit(self) -> None:
+        with self._lock:
+            self._commit(sync=True)
+            self._sync_counters()
+
+    def report(self, final: bool) -> None:
+        self._log_stats(final=final)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+        # Outside the lock: close() runs on_partitions_revoked on the IO thread.
+        try:
+            self._consumer.close()
+        finally:
+            self._producer.close(timeout=10)
 
     # -- intake --------------------------------------------------------------------------------
     def _take(self, partition: int, records: list) -> None:
@@ -450,6 +450,13 @@ class StreamFeaturizer:
         """Producer flush -> every delivery checked -> Parquet rename -> offset commit (module doc)."""
         if self._producer is None:
             return
+        self._make_durable()
+        self._commit(sync=commit_sync)
+        self._sync_counters()
+
+    def _make_durable(self) -> None:
+        if self._producer is None:
+            return
         self._producer.flush()
         self._check_deliveries()
         if self._pending:
@@ -460,8 +467,6 @@ class StreamFeaturizer:
             self._pending = []
             self._pending_rows = 0
             self.stats.flushes += 1
-        self._commit(sync=commit_sync)
-        self._sync_counters()
 
     def _check_deliveries(self) -> None:
         """Raise `DeliveryFailed` unless every send since the last good flush was acknowledged."""

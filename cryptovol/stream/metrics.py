@@ -28,14 +28,11 @@ class StatsCollector:
 
 def serve_stats(port: int, prefix: str, stats_fn: Callable[[], dict[str, float]], host: str | None = None):
     """Start a /metrics endpoint on `host:port` (default CRYPTOVOL_METRICS_BIND_ADDRESS) in a daemon
-    thread; returns the server."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    thread (`cryptovol.runtime.serve_metrics`); returns the server."""
+    from prometheus_client import CollectorRegistry
 
-    from cryptovol.config import metrics_bind_address
-
-    host = host or metrics_bind_address()
+    from cryptovol.runtime.runner import serve_metrics
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(prefix, stats_fn))
-    server, _thread = start_http_server(port, addr=host, registry=registry)
-    return server
+    return serve_metrics(port, registry, host)
