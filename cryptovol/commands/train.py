@@ -25,6 +25,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--out-of-period", type=Path, nargs="*", metavar="PATH",
                      help="recordings scored by the champion after training, never trained on "
                           "(default with --real-data: each 2026-04 slice)")
+    src.add_argument("--from-lake", action="store_true",
+                     help="train on the feature Delta table (data/features) instead of recomputing "
+                          "features from landing files; the table version read is logged")
+    src.add_argument("--as-of-version", type=int, default=None, metavar="N",
+                     help="with the lake: read the feature table as of version N (time travel: the "
+                          "cryptovol.feature_table_version tag of an earlier run re-reads its rows)")
     src.add_argument("--products", default="BTC-USD", help="comma-separated products (default BTC-USD)")
     src.add_argument("--min-segment-s", type=float, default=900.0,
                      help="drop segments shorter than this (default 900 s)")
@@ -107,22 +113,38 @@ def run(args: argparse.Namespace) -> int:
     products = parse_products(args.products)
     progress = _progress(args.quiet)
     train_paths, oop_paths, source = _sources(args, settings)
-    if progress:
-        progress(f"reading recordings: {source}")
-    try:
-        ticks, read_info = load_recorded_ticks(train_paths, products=products)
-    except FileNotFoundError as exc:
-        print(f"error: {exc}. Record or simulate data first (`cryptovol simulate`, `cryptovol ingest`) "
-              "or pass --real-data ../shared/data", file=sys.stderr)
-        return 1
     label = LabelConfig(kind=args.label, horizon_s=args.horizon_s, quantile=args.quantile)
-    if progress:
-        progress(f"features and labels for {len(ticks)} ticks")
-    training_set = build_training_set(ticks, label, min_segment_s=args.min_segment_s)
-    training_set.info["source"] = source
-    training_set.info["files"] = read_info["files"]
-    print(f"training set: {training_set.n_rows} rows from {read_info['files']} files "
-          f"({training_set.info['segments_kept']} of {training_set.info['segments_total']} segments kept)")
+    lake_tags: dict[str, str] = {}
+    if args.from_lake or args.as_of_version is not None:
+        from cryptovol.lake_training import lake_training_set
+
+        try:
+            training_set, version = lake_training_set(settings, products, label, args.min_segment_s,
+                                                      as_of_version=args.as_of_version)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        source = training_set.info["source"]
+        lake_tags = {"cryptovol.feature_table_version": str(version)}
+        print(f"training set: {training_set.n_rows} rows from the feature table at version {version} "
+              f"(re-read them with --as-of-version {version})")
+    else:
+        if progress:
+            progress(f"reading recordings: {source}")
+        try:
+            ticks, read_info = load_recorded_ticks(train_paths, products=products)
+        except FileNotFoundError as exc:
+            print(f"error: {exc}. Record or simulate data first (`cryptovol simulate`, `cryptovol ingest`) "
+                  "or pass --real-data ../shared/data", file=sys.stderr)
+            return 1
+        if progress:
+            progress(f"features and labels for {len(ticks)} ticks")
+        training_set = build_training_set(ticks, label, min_segment_s=args.min_segment_s)
+        training_set.info["source"] = source
+        training_set.info["files"] = read_info["files"]
+        kept, total = training_set.info["segments_kept"], training_set.info["segments_total"]
+        print(f"training set: {training_set.n_rows} rows from {read_info['files']} files "
+              f"({kept} of {total} segments kept)")
     if training_set.n_rows < 200:
         print(f"error: only {training_set.n_rows} usable rows; need longer recordings "
               f"(segments >= {args.min_segment_s:.0f} s) or a lower --min-segment-s", file=sys.stderr)
@@ -147,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         gate=gate,
         model_params={"xgboost": xgb},
     )
-    tags = dict(t.split("=", 1) for t in args.tag if "=" in t)
+    tags = {**lake_tags, **dict(t.split("=", 1) for t in args.tag if "=" in t)}
     result = run_lifecycle(training_set, settings=settings, config=config, run_tags=tags or None,
                            experiment_name=args.experiment, register=not args.no_register,
                            out_of_period=oop_sets or None, progress=progress, source=source)
