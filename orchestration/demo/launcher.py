@@ -76,6 +76,8 @@ class DemoOptions:
     restart_crashed: bool = True
     #: After `duration_s`, how long a retrain run already in flight may take to finish.
     finish_grace_s: float = 300.0
+    #: ...and how long after it the demo still runs (the sensors alert the decision on their tick).
+    decision_settle_s: float = 45.0
     #: Extra `cryptovol simulate` arguments (e.g. `--max-updates N --record PATH` for drills).
     simulator_args: tuple[str, ...] = ()
 
@@ -603,17 +605,25 @@ class Demo:
         next_status = started + o.status_every_s
         tty = sys.stdout.isatty()
         grace_until: float | None = None
+        waiting, next_check = False, 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             if o.duration_s is not None and now - started >= o.duration_s:
                 # A retrain already running finishes (bounded), so its gate decision is recorded
-                # instead of a run killed half-way.
+                # instead of a run killed half-way; then the decision alert (a sensor tick) follows.
                 if grace_until is None:
-                    grace_until = now + o.finish_grace_s
-                    if self.retrain_in_flight():
+                    waiting = self.retrain_in_flight()
+                    grace_until = now + (o.finish_grace_s if waiting else 0.0)
+                    if waiting:
                         self.out(f"duration reached; waiting up to {o.finish_grace_s:g}s for the running "
                                  "retrain to finish")
-                if now >= grace_until or not self.retrain_in_flight():
+                elif waiting and now >= next_check:
+                    next_check = now + 2.0
+                    if not self.retrain_in_flight():
+                        waiting = False
+                        grace_until = min(grace_until, now + o.decision_settle_s)
+                        self.out(f"retrain finished; {o.decision_settle_s:g}s more for its decision alert")
+                if now >= grace_until:
                     break
             if now >= next_status:
                 board.sample()
