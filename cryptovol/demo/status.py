@@ -119,32 +119,79 @@ class Rate:
         return self.per_s
 
 
-class LatencyWindow:
-    """End-to-end p95 (ms) over the newest prediction rows: `scored_at_ns - event_time_ns` (exchange
-    tick -> prediction produced), read from prediction parts not seen before (two columns each)."""
+END_TO_END_METRIC = "cryptovol_end_to_end_latency_seconds"
 
-    def __init__(self, root: Path, keep: int = 2000) -> None:
-        from collections import deque
 
-        self.root = Path(root)
-        self._seen: set[Path] = set()
-        self._ms: deque[float] = deque(maxlen=keep)
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """Quantile of cumulative (upper bound, count) buckets, interpolated within the bucket as
+    Prometheus' `histogram_quantile` does; None when the buckets hold no observation."""
+    buckets = sorted(buckets)
+    total = buckets[-1][1] if buckets else 0.0
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for upper, count in buckets:
+        if count >= rank:
+            if upper == float("inf"):
+                return lower
+            inside = count - below
+            return lower + (upper - lower) * ((rank - below) / inside if inside > 0 else 1.0)
+        lower, below = upper, count
+    return lower
 
-    def update(self) -> float | None:
-        import numpy as np
-        import pyarrow.parquet as pq
 
-        for path in sorted(self.root.glob("**/*.parquet")):
-            if path in self._seen or path.name.startswith(".") or "_delta_log" in path.parts:
+class ScorerLatency:
+    """End-to-end p95 (ms) of the predictions scored since the last sample, from the scorer's own
+    histogram (`since=received`: the ingestor received the tick -> prediction produced;
+    `since=event`: the exchange's event time -> prediction produced).
+
+    Reading the scorer's metrics rather than the lake keeps `cryptovol.lake` the only lake reader
+    and measures every prediction, not only the flushed ones. In the demo the live market continues
+    the history's clock, so `since=event` also holds however long the first champion took: the
+    status line shows both, received first.
+    """
+
+    def __init__(self, metrics_url: str | None, quantile: float = 0.95) -> None:
+        self.metrics_url = metrics_url
+        self.quantile = quantile
+        self._last: dict[str, dict[float, float]] = {}
+        self.p95_ms: dict[str, float] = {}
+
+    def _scrape(self) -> dict[str, dict[float, float]]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(self.metrics_url, timeout=2.0) as resp:
+            text = resp.read().decode("utf-8", "replace")
+        out: dict[str, dict[float, float]] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name != END_TO_END_METRIC:
                 continue
-            self._seen.add(path)
-            try:
-                table = pq.read_table(path, columns=["event_time_ns", "scored_at_ns"])
-            except (OSError, ValueError, KeyError):
-                continue
-            lat = table.column("scored_at_ns").to_numpy() - table.column("event_time_ns").to_numpy()
-            self._ms.extend((lat / 1e6).tolist())
-        return float(np.percentile(list(self._ms), 95)) if self._ms else None
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    since = sample.labels.get("since", "")
+                    le = float(sample.labels["le"])
+                    out.setdefault(since, {})[le] = out.get(since, {}).get(le, 0.0) + sample.value
+        return out
+
+    def update(self) -> dict[str, float]:
+        """{since: p95 ms} over the new observations; a quiet interval keeps the last figure."""
+        if not self.metrics_url:
+            return self.p95_ms
+        try:
+            current = self._scrape()
+        except (OSError, ValueError):
+            return self.p95_ms
+        for since, buckets in current.items():
+            last = self._last.get(since, {})
+            delta = [(le, n - last.get(le, 0.0)) for le, n in buckets.items()]
+            if any(d < 0 for _, d in delta):  # the scorer restarted: its counters began again
+                delta = list(buckets.items())
+            p95 = histogram_quantile(self.quantile, delta)
+            if p95 is not None:
+                self.p95_ms[since] = p95 * 1000.0
+        self._last = current
+        return self.p95_ms
 
 
 class StatusBoard:
@@ -156,6 +203,7 @@ class StatusBoard:
         *,
         service_url: str | None = None,
         mlflow_url: str | None = None,
+        scorer_metrics_url: str | None = None,
         model_name: str = "cryptovol-spike",
     ) -> None:
         data_dir = Path(data_dir)
@@ -163,7 +211,7 @@ class StatusBoard:
         self.ticks = LineCounter(data_dir / "raw", "*/*.ndjson")
         self.features = TableRowCounter(data_dir / "features", stream_only=True)
         self.predictions = TableRowCounter(data_dir / "predictions")
-        self.latency = LatencyWindow(data_dir / "predictions")
+        self.latency = ScorerLatency(scorer_metrics_url)
         self.alerts = LineCounter(data_dir / "alerts", "alerts.jsonl")
         self.rates = {"ticks": Rate(), "features": Rate(), "predictions": Rate()}
         self.service_url = service_url
@@ -223,7 +271,7 @@ class StatusBoard:
             "drift_summary": drift,
             "alerts": self.alerts.update(),
             "last_alert": self.last_alert(),
-            "e2e_p95_ms": self.latency.update(),
+            "e2e_p95_ms": dict(self.latency.update()),
         }
         return self.snapshot
 
@@ -235,5 +283,12 @@ class StatusBoard:
             f"features {s['features_per_s']:6.1f}/s [{s['features_total']}]  "
             f"predictions {s['predictions_per_s']:6.1f}/s [{s['predictions_total']}]  "
             f"champion {s['champion']}  drift {s['drift']}  alerts {s['alerts']}{alert}"
-            + (f"  e2e p95 {s['e2e_p95_ms']:.0f} ms" if s.get("e2e_p95_ms") is not None else "")
+            + _latency_text(s.get("e2e_p95_ms") or {})
         )
+
+
+def _latency_text(p95_ms: dict[str, float]) -> str:
+    parts = [f"{label} {p95_ms[since]:.0f} ms" for since, label in (("received", "recv->pred"),
+                                                                     ("event", "event->pred"))
+             if since in p95_ms]
+    return ("  e2e p95 " + ", ".join(parts)) if parts else ""

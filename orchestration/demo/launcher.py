@@ -49,6 +49,7 @@ DEFAULT_PORTS = {
     "mlflow": 5000,
     "dagster": 3000,
     "service": 3030,
+    "dashboard": 8050,
     "ingest_metrics": 9101,
     "featurize_metrics": 9102,
     "score_metrics": 9103,
@@ -275,6 +276,7 @@ class Demo:
         if o.with_service:
             self.start_service()
         self.start_scorer()
+        self.start_dashboard()
         self.print_urls()
 
     def start_broker(self) -> None:
@@ -558,6 +560,18 @@ class Demo:
         self.state.urls["BentoML Swagger UI"] = url
         self.state.urls["BentoML metrics"] = f"{url}/metrics"
 
+    def start_dashboard(self) -> None:
+        """`cryptovol dashboard`: the signal page (live probability vs realized vol, alerts and
+        champion changes, PR curve, threshold slider, drift summary, backtest charts)."""
+        if command_options("dashboard") is None:
+            self.skip("dashboard", "cryptovol/commands/dashboard.py not there yet")
+            return
+        port = self.port("dashboard")
+        url = f"http://127.0.0.1:{port}"
+        self.start_piece("dashboard", cli("dashboard", "--host", "127.0.0.1", "--port", str(port)),
+                         ready=lambda: http_ok(f"{url}/healthz"), timeout_s=90)
+        self.state.urls["Signal dashboard"] = url
+
     def start_scorer(self) -> None:
         if command_options("score") is not None and not self.has_champion():
             self.skip("score", "no champion model in the registry")
@@ -598,6 +612,7 @@ class Demo:
             self.settings.data_dir,
             service_url=self.state.urls.get("BentoML Swagger UI"),
             mlflow_url=self.state.urls.get("MLflow UI"),
+            scorer_metrics_url=self.state.urls.get("score metrics"),
             model_name=self.settings.model_name,
         )
         board.sample()

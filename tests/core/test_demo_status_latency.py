@@ -1,29 +1,49 @@
-"""The demo status line's end-to-end p95, read from prediction parts (scored_at_ns - event_time_ns)."""
+"""The demo status line's end-to-end p95 comes from the scorer's own histogram, scraped over HTTP:
+only the predictions since the last sample count, and a restarted scorer does not confuse it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pytest
+from prometheus_client import CollectorRegistry, start_http_server
 
-from cryptovol.demo.status import StatusBoard
-
-
-def _part(path: Path, latencies_ms: np.ndarray) -> None:
-    event = np.arange(len(latencies_ms), dtype=np.int64) * 1_000_000_000 + 1_767_225_600_000_000_000
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"event_time_ns": event,
-                             "scored_at_ns": event + (latencies_ms * 1e6).astype(np.int64)}), path)
+from cryptovol.demo.status import StatusBoard, histogram_quantile
+from cryptovol.procs import free_port
+from cryptovol.serving.metrics import ServingMetrics
 
 
-def test_status_line_shows_the_end_to_end_p95_of_new_prediction_parts(tmp_path: Path):
-    board = StatusBoard(tmp_path)
-    assert board.sample()["e2e_p95_ms"] is None and "e2e p95" not in board.line()
-    root = tmp_path / "predictions" / "product=BTC-USD" / "date=2026-01-01"
-    _part(root / "part-1.parquet", np.arange(1, 101, dtype=np.float64))  # 1..100 ms
-    assert abs(board.sample()["e2e_p95_ms"] - np.percentile(np.arange(1, 101), 95)) < 1e-6
-    assert "e2e p95 95 ms" in board.line()
-    _part(root / "part-2.parquet", np.full(100, 500.0))  # a slow stretch moves it; old parts are not re-read
-    assert board.sample()["e2e_p95_ms"] == 500.0
+def test_histogram_quantile_interpolates_like_prometheus():
+    buckets = [(0.1, 50.0), (0.2, 100.0), (float("inf"), 100.0)]
+    assert histogram_quantile(0.5, buckets) == pytest.approx(0.1)
+    assert histogram_quantile(0.75, buckets) == pytest.approx(0.15)
+    assert histogram_quantile(0.95, [(0.1, 0.0), (float("inf"), 0.0)]) is None
+    assert histogram_quantile(0.95, [(0.5, 1.0), (float("inf"), 10.0)]) == pytest.approx(0.5)
+
+
+@pytest.fixture
+def scorer_metrics(tmp_path):
+    registry = CollectorRegistry()
+    metrics = ServingMetrics(component="scorer", registry=registry)
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    yield metrics, f"http://127.0.0.1:{port}/metrics"
+    server.shutdown()
+    thread.join(5)
+
+
+def test_status_line_shows_the_p95_of_new_predictions(tmp_path, scorer_metrics):
+    metrics, url = scorer_metrics
+    board = StatusBoard(tmp_path, scorer_metrics_url=url)
+    assert board.sample()["e2e_p95_ms"] == {} and "e2e p95" not in board.line()
+
+    fast = (np.arange(1, 101) * 1e6).astype(int).tolist()  # 1..100 ms
+    metrics.observe_end_to_end([x + 40_000_000 for x in fast], fast)
+    first = board.sample()["e2e_p95_ms"]
+    assert 50 <= first["received"] <= 100 and first["event"] > first["received"]
+    assert "e2e p95 recv->pred" in board.line() and "event->pred" in board.line()
+
+    slow = [int(2.0e9)] * 100  # a slow stretch: only the new observations count
+    metrics.observe_end_to_end(slow, slow)
+    assert board.sample()["e2e_p95_ms"]["received"] >= 1000
+    # nothing new: the last figure stays
+    assert board.sample()["e2e_p95_ms"]["received"] >= 1000
