@@ -47,8 +47,8 @@ STREAM_PARTS_DURATION_S = 3 * 3600
 
 @pytest.fixture(scope="session")
 def stream_parts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A feature directory as the streaming featurizer leaves it: ~700 small `part-stream-*`
-    files (one per product and date per flush of 25 ticks). Built once; copy it before changing it."""
+    """A feature Delta table as the streaming featurizer leaves it: ~350 commits of 25 ticks, one
+    small file per product and date per flush. Built once; copy it before changing it."""
     import pandas as pd
 
     from cryptovol.simulator.synthetic import generate_ticks_frame
