@@ -25,22 +25,29 @@ from sensors.landing import new_landing_files_sensor
 
 ALL_ASSETS = [raw_ticks, features, *TRAINING_ASSETS, drift_report, backtest]
 
-defs = dg.Definitions(
-    assets=ALL_ASSETS,
-    asset_checks=ALL_CHECKS,
-    jobs=ALL_JOBS,
-    schedules=ALL_SCHEDULES,
-    sensors=[
-        new_landing_files_sensor,
-        drift_retrain_sensor,
-        drift_report_sensor,
-        run_failure_alerts,
-        asset_check_failure_alerts,
-        champion_kept_alerts,
-    ],
-    resources=default_resources(),
-    # One process per run: on a 2-core box a subprocess per step costs more (imports of Great
-    # Expectations, MLflow, XGBoost per step) than it gains, and SQLite stores prefer one writer.
-    # Scale out by running more runs (QueuedRunCoordinator), or swap in multiprocess/k8s executors.
-    executor=dg.in_process_executor,
-)
+
+def build_definitions() -> dg.Definitions:
+    """The code location, its resources read from the environment now (tests that set
+    CRYPTOVOL_DATA_DIR or MLFLOW_TRACKING_URI after this module was imported build a fresh one)."""
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=ALL_JOBS,
+        schedules=ALL_SCHEDULES,
+        sensors=[
+            new_landing_files_sensor,
+            drift_retrain_sensor,
+            drift_report_sensor,
+            run_failure_alerts,
+            asset_check_failure_alerts,
+            champion_kept_alerts,
+        ],
+        resources=default_resources(),
+        # One process per run: on a 2-core box a subprocess per step costs more (imports of Great
+        # Expectations, MLflow, XGBoost per step) than it gains, and SQLite stores prefer one writer.
+        # Scale out by running more runs (QueuedRunCoordinator), or swap in multiprocess/k8s executors.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -71,7 +71,9 @@ def _ingest_and_featurize(instance: dg.DagsterInstance, settings: Settings) -> N
 def _retrain(
     instance: dg.DagsterInstance, *, tags: dict[str, str] | None = None
 ) -> dg.ExecuteInProcessResult:
-    from orchestration.definitions import defs
+    from orchestration.definitions import build_definitions
+
+    defs = build_definitions()  # resources from this test's environment
 
     result = defs.resolve_job_def("retrain").execute_in_process(
         instance=instance, run_config={"ops": FAST}, tags=tags,
@@ -113,7 +115,9 @@ def _run_live(settings, simulator_factory, ingestor_factory, featurizer_factory,
 
 
 def _evaluate_drift_sensor(instance: dg.DagsterInstance, cursor: str | None, data_dir: Path):
-    from orchestration.definitions import defs
+    from orchestration.definitions import build_definitions
+
+    defs = build_definitions()  # resources from this test's environment
     from orchestration.resources import AlertsResource, LakeResource
     from sensors.drift import drift_retrain_sensor
 
@@ -158,7 +162,9 @@ def _bootstrap(instance, settings: Settings, regime_at_s: float | None) -> tuple
 
 def _record_reports(instance: dg.DagsterInstance, data_dir: Path, cursor: str | None = None) -> str | None:
     """One drift_report_sensor tick, its events written as the sensor daemon writes them."""
-    from orchestration.definitions import defs
+    from orchestration.definitions import build_definitions
+
+    defs = build_definitions()  # resources from this test's environment
     from orchestration.resources import LakeResource
     from sensors.drift import drift_report_sensor
 

@@ -139,7 +139,7 @@ def test_whole_graph_materializes_on_a_synthetic_day(data_dir: Path, instance) -
     # both the learned challenger and the best baseline are registered and servable
     assert set(champion["registered_versions"]) == {evaluation["chosen_kind"], evaluation["best_baseline"]}
     [alert] = read_alerts(data_dir / "alerts" / "alerts.jsonl", kind=CHAMPION_CHANGED)
-    assert alert["details"]["champion"] == version.version and alert["details"]["previous"] is None
+    assert str(alert["details"]["champion"]) == str(version.version) and alert["details"]["previous"] is None
 
     drift = metadata(result, "drift_report")
     summary = json.loads(Path(drift["json_path"]).read_text())

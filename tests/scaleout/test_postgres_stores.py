@@ -219,7 +219,9 @@ def test_dagster_runs_and_mlflow_registry_live_in_postgres(
 
     from cryptovol.config import Settings
     from cryptovol.models.tracking import configure_tracking
-    from orchestration.definitions import defs
+    from orchestration.definitions import build_definitions
+
+    defs = build_definitions()  # resources from this test's environment
 
     pg, (server, mlflow_db) = postgres_server, mlflow_pg
     start = datetime(2025, 12, 1, 10, 0, tzinfo=UTC)
@@ -281,7 +283,9 @@ def test_retrain_graph_and_champion_on_dagster_and_mlflow_on_postgres(
     then moves between the two runs' models with the CLI and loads by alias through the server."""
     import mlflow
 
-    from orchestration.definitions import defs
+    from orchestration.definitions import build_definitions
+
+    defs = build_definitions()  # resources from this test's environment
 
     pg, (server, mlflow_db) = postgres_server, mlflow_pg
     start = datetime(2025, 12, 1, 10, 0, tzinfo=UTC)
