@@ -32,8 +32,10 @@ def test_backtest_asset_materializes(data_dir: Path, mlflow_store: str) -> None:
     import mlflow
 
     with dg.instance_for_test() as instance:
-        result = dg.materialize([upstream_model_evaluation, backtest], resources=default_resources(),
-                                instance=instance, run_config={"ops": {"backtest": {"config": {"n_boot": 50}}}})
+        result = dg.materialize(
+            [upstream_model_evaluation, backtest], resources=default_resources(), instance=instance,
+            run_config={"ops": {"backtest": {"config": {"n_boot": 50}}}},
+        )
     assert result.success
     [materialization] = result.asset_materializations_for_node("backtest")
     meta = {k: v.value for k, v in materialization.metadata.items()}
