@@ -192,3 +192,36 @@ def read_topic(
                 yield from records
     finally:
         consumer.close()
+
+
+class DeliveryFailed(RuntimeError):
+    """A produce of the current batch failed: nothing of the batch was persisted or committed."""
+
+
+class DeliveryLedger:
+    """The delivery futures of every produce since the last good flush.
+
+    `producer.flush()` returning does not mean every record was acknowledged: a batch is persisted
+    and its offsets committed only after `check()` saw every future succeed. A failure is sticky,
+    so a batch that lost a record is never persisted, and a restart re-reads it.
+    """
+
+    def __init__(self) -> None:
+        self.futures: list[Any] = []
+        self.failure: str | None = None
+
+    def refused(self, exc: BaseException) -> None:
+        """A send refused before it left (e.g. MessageSizeTooLarge): the batch fails at `check()`."""
+        self.failure = self.failure or f"send refused: {exc!r}"
+
+    def check(self) -> None:
+        """Raise `DeliveryFailed` unless every send since the last good flush was acknowledged."""
+        if self.failure is None:
+            for future in self.futures:
+                if not future.is_done or future.failed():
+                    error = future.exception if future.is_done else "not acknowledged after flush"
+                    self.failure = f"{len(self.futures)} sends; first failure {error!r}"
+                    break
+        if self.failure is not None:
+            raise DeliveryFailed(f"a produce failed, nothing committed ({self.failure})")
+        self.futures = []

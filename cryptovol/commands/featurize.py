@@ -36,9 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cryptovol.config import Settings, metrics_bind_address
-    from cryptovol.kafka_io import wait_for_broker
+    from cryptovol.kafka_io import DeliveryFailed, wait_for_broker
     from cryptovol.runtime.runner import StopSignal, close_metrics
-    from cryptovol.stream.featurizer import DeliveryFailed, FeaturizerConfig, StreamFeaturizer
+    from cryptovol.stream.featurizer import FeaturizerConfig, StreamFeaturizer
 
     settings = Settings.from_env()
     try:

@@ -59,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace, settings, loader, metrics) -> int:
     from cryptovol.featureset import FeatureSchemaError
+    from cryptovol.kafka_io import DeliveryFailed
     from cryptovol.runtime import StopSignal
-    from cryptovol.scoring.scorer import DeliveryFailed, StreamingScorer
+    from cryptovol.scoring.scorer import StreamingScorer
     from cryptovol.serving.champion import ModelValidationError
 
     try:

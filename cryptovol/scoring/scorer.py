@@ -34,6 +34,7 @@ import pandas as pd
 from cryptovol.config import TICK_MAX_AHEAD_S, TOPIC_DEADLETTER, TOPIC_FEATURES, TOPIC_PREDICTIONS, Settings
 from cryptovol.deadletter import raw_fields
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET
+from cryptovol.kafka_io import DeliveryLedger
 from cryptovol.runtime import Cadence, Runner
 from cryptovol.scoring.sink import PREDICTION_COLUMNS, write_prediction_parts
 from cryptovol.serving.champion import ChampionLoader, ServedModel
@@ -55,10 +56,6 @@ class BadFeatureRow(ValueError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
-
-
-class DeliveryFailed(RuntimeError):
-    """A produce of the current batch failed: no Parquet was written and nothing committed."""
 
 
 def _int64(value: object) -> bool:
@@ -179,8 +176,7 @@ class StreamingScorer:
         self._closing = False
         self._buffer: list[dict[str, Any]] = []
         self._deadletter_path = settings.deadletter_dir / "scorer.jsonl"
-        self._futures: list[Any] = []  # delivery futures of every send since the last good flush
-        self._delivery_failed: str | None = None
+        self._deliveries = DeliveryLedger()  # every send since the last good flush
 
     def stop(self) -> None:
         self._stop.set()
@@ -319,7 +315,7 @@ class StreamingScorer:
 
     def _make_durable(self, producer: Any) -> None:
         producer.flush(timeout=30)
-        self._check_deliveries()
+        self._deliveries.check()
         if self._buffer:
             frame = pd.DataFrame(self._buffer, columns=list(PREDICTION_COLUMNS))
             files = write_prediction_parts(frame, self.settings.predictions_dir)
@@ -340,21 +336,10 @@ class StreamingScorer:
         from kafka.errors import KafkaError
 
         try:
-            self._futures.append(producer.send(topic, key=key, value=value))
+            self._deliveries.futures.append(producer.send(topic, key=key, value=value))
         except KafkaError as exc:
-            self._delivery_failed = self._delivery_failed or f"send refused: {exc!r}"
+            self._deliveries.refused(exc)
 
-    def _check_deliveries(self) -> None:
-        """Raise `DeliveryFailed` unless every send since the last good flush was acknowledged."""
-        if self._delivery_failed is None:
-            for future in self._futures:
-                if not future.is_done or future.failed():
-                    error = future.exception if future.is_done else "not acknowledged after flush"
-                    self._delivery_failed = f"{len(self._futures)} sends; first failure {error!r}"
-                    break
-        if self._delivery_failed is not None:  # sticky: this batch is never persisted or committed
-            raise DeliveryFailed(f"a produce failed, nothing committed ({self._delivery_failed})")
-        self._futures = []
 
 
 class _ScorerStep:

@@ -54,7 +54,7 @@ from cryptovol.config import TICK_MAX_AHEAD_S, TICK_MAX_BEHIND_S, TOPIC_DEADLETT
 from cryptovol.deadletter import raw_fields
 from cryptovol.eventtime import LATENESS_S
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET
-from cryptovol.kafka_io import ensure_topics, make_consumer, make_producer
+from cryptovol.kafka_io import DeliveryLedger, ensure_topics, make_consumer, make_producer
 from cryptovol.runtime import Cadence, Runner, StopSignal
 from cryptovol.stream.engine import FeatureBatch, SourceRecord, StreamEngine
 from cryptovol.stream.sink import load_durable_state, write_batches
@@ -247,10 +247,6 @@ def _check_tick_values(tick: Tick, bounds: TickBounds = DEFAULT_BOUNDS) -> None:
         check_event_time(et, now_ns, max_ahead_s=bounds.max_ahead_s, max_behind_s=None)
 
 
-class DeliveryFailed(RuntimeError):
-    """A produce of the current batch failed: nothing of it was written to Parquet or committed."""
-
-
 class _Rebalance(ConsumerRebalanceListener):
     """Runs on kafka-python's IO thread: no blocking consumer calls in here (see module doc)."""
 
@@ -322,8 +318,7 @@ class StreamFeaturizer:
         self._consumer = None
         self._producer = None
         self._lock = threading.RLock()
-        self._futures: list = []  # delivery futures of every send since the last good flush
-        self._delivery_failed: str | None = None
+        self._deliveries = DeliveryLedger()  # every send since the last good flush
 
     # -- lifecycle -----------------------------------------------------------------------------
     def install_signal_handlers(self) -> StopSignal:
@@ -425,9 +420,10 @@ class StreamFeaturizer:
         }
         value = json.dumps(payload, separators=(",", ":")).encode()
         try:
-            self._futures.append(self._producer.send(self.config.topic_deadletter, key=rec.key, value=value))
+            future = self._producer.send(self.config.topic_deadletter, key=rec.key, value=value)
+            self._deliveries.futures.append(future)
         except KafkaError as exc:  # refused before sending: the batch fails at the next flush
-            self._delivery_failed = self._delivery_failed or f"send refused: {exc!r}"
+            self._deliveries.refused(exc)
         self.stats.dead_lettered += 1
 
     def _emit(self, batches: list[FeatureBatch]) -> None:
@@ -435,13 +431,13 @@ class StreamFeaturizer:
             return
         now_ns = time.time_ns()
         topic = self.config.topic_out
-        send, futures = self._producer.send, self._futures
+        send, futures = self._producer.send, self._deliveries.futures
         for batch in batches:
             key = batch.product_id.encode()
             try:
                 futures.extend([send(topic, key=key, value=v) for v in feature_messages(batch, now_ns)])
             except KafkaError as exc:  # refused before sending: the batch fails at the next flush
-                self._delivery_failed = self._delivery_failed or f"send refused: {exc!r}"
+                self._deliveries.refused(exc)
             self._pending.append(batch)
             self._pending_rows += len(batch)
 
@@ -458,7 +454,7 @@ class StreamFeaturizer:
         if self._producer is None:
             return
         self._producer.flush()
-        self._check_deliveries()
+        self._deliveries.check()
         if self._pending:
             parts = write_batches(self.config.features_dir, self._pending,
                                   app_prefix=f"{self.config.group_id}:{self.config.topic_in}")
@@ -468,18 +464,6 @@ class StreamFeaturizer:
             self._pending_rows = 0
             self.stats.flushes += 1
 
-    def _check_deliveries(self) -> None:
-        """Raise `DeliveryFailed` unless every send since the last good flush was acknowledged."""
-        if self._delivery_failed is None:
-            for future in self._futures:
-                if not future.is_done or future.failed():
-                    error = future.exception if future.is_done else "not acknowledged after flush"
-                    self._delivery_failed = f"{len(self._futures)} sends; first failure {error!r}"
-                    break
-        if self._delivery_failed is not None:
-            # Sticky: the batch is never written or committed; a restart re-reads it.
-            raise DeliveryFailed(f"a produce failed, nothing committed ({self._delivery_failed})")
-        self._futures = []
 
     def _commit(self, *, sync: bool) -> None:
         if not self._next_offset:

@@ -19,10 +19,10 @@ from kafka import TopicPartition
 
 from cryptovol import lake
 from cryptovol.config import TOPIC_DEADLETTER, TOPIC_RAW
-from cryptovol.kafka_io import ensure_topics, make_consumer, make_producer, read_topic
+from cryptovol.kafka_io import DeliveryFailed, ensure_topics, make_consumer, make_producer, read_topic
 from cryptovol.procs import wait_until
 from cryptovol.stream.engine import SourceRecord, StreamEngine
-from cryptovol.stream.featurizer import DeliveryFailed, FeaturizerConfig, StreamFeaturizer
+from cryptovol.stream.featurizer import FeaturizerConfig, StreamFeaturizer
 from cryptovol.stream.sink import read_stream_features, write_batches
 from cryptovol.ticks import Tick
 
