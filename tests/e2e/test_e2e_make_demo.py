@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 #: The gate decides either way; both outcomes are alerted.
 DECISIONS = ("champion_changed", "champion_kept")
-MODEL_ASSETS = ("training_dataset", "baseline_model", "logistic_model", "xgboost_model", "champion_model")
+MODEL_ASSETS = ("training_dataset", "baseline_model", "logistic_model", "xgboost_model", "champion_model",
+                "backtest")
 
 MATERIALIZATIONS = """
 query M($path: [String!]!) {
@@ -80,8 +81,10 @@ def test_make_demo_closes_the_loop_through_the_lineage_graph(tmp_path: Path) -> 
     try:
         wait_until(lambda: "cryptovol demo is up" in out() or demo.poll() is not None,
                    timeout_s=900, interval_s=1.0, what="the demo to start")
-        urls = dict(re.findall(r"^\s+(Dagster UI|MLflow UI|BentoML Swagger UI)\s+(http://\S+)$", out(), re.M))
-        assert set(urls) == {"Dagster UI", "MLflow UI", "BentoML Swagger UI"}, out()[-4000:]
+        urls = dict(re.findall(r"^\s+(Dagster UI|MLflow UI|BentoML Swagger UI|Signal dashboard)\s+(http://\S+)$",
+                               out(), re.M))
+        wanted = {"Dagster UI", "MLflow UI", "BentoML Swagger UI", "Signal dashboard"}
+        assert set(urls) == wanted, out()[-4000:]
         regime = re.search(r"regime change: volatility x\S+ from about (\S+) \(event time (\S+);", out())
         assert regime, out()[-4000:]
         # Wall clock (alerts) and market event time (report windows): the live market continues
@@ -107,6 +110,10 @@ def test_make_demo_closes_the_loop_through_the_lineage_graph(tmp_path: Path) -> 
             for key in (*MODEL_ASSETS, "drift_report")
         }
         retrains = graphql(dagster, RUNS)["runsOrError"]["results"]
+        # The signal dashboard shows the live demo: scored predictions and the retrain's backtest.
+        dashboard = urls["Signal dashboard"]
+        signal = http_json(f"{dashboard}/api/signal?minutes=60")
+        backtest = http_json(f"{dashboard}/api/backtest")
         demo.wait(timeout=900)
         reader.join(timeout=30)
     finally:
@@ -128,6 +135,9 @@ def test_make_demo_closes_the_loop_through_the_lineage_graph(tmp_path: Path) -> 
         assert {m["runId"] for m in materialized[key]} == {r["runId"] for r in retrains}, key
     links = [e for m in materialized["logistic_model"] for e in m["metadataEntries"] if "url" in e]
     assert links and all("/#/experiments/" in e["url"] for e in links)
+
+    assert signal["state"] == "ready" and signal["products"], signal
+    assert backtest.get("state") != "empty" and backtest["sections"], backtest
 
     # Every report the drift monitor wrote is a drift_report materialization with its share.
     summaries = [json.loads(p.read_text()) for p in reports]
@@ -157,6 +167,7 @@ def test_make_demo_closes_the_loop_through_the_lineage_graph(tmp_path: Path) -> 
     # The status line followed: a champion served, the drift share, the alerts.
     status = [line for line in text.splitlines() if re.match(r"^\[\s*\d+s\] ticks", line)]
     assert status and "champion none" not in status[-1] and "DRIFT" in text, text[-4000:]
+    assert "e2e p95 recv->pred" in status[-1], status[-1]
 
     # Everything it started is gone: the UIs no longer answer, no pid of the run is alive.
     for url in urls.values():
@@ -165,6 +176,11 @@ def test_make_demo_closes_the_loop_through_the_lineage_graph(tmp_path: Path) -> 
         assert not Path(f"/proc/{pid}").exists() or _zombie(int(pid)), f"pid {pid} still running"
     assert list((data_dir / "predictions").glob("**/*.parquet"))
     assert f"data left on disk under {data_dir}" in text
+
+
+def http_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        return json.loads(resp.read())
 
 
 def _zombie(pid: int) -> bool:
