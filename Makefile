@@ -8,7 +8,7 @@ export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 export BENTOML_DO_NOT_TRACK ?= true
 
-.PHONY: setup demo test test-slow test-all fuzz bench lint format lock clean
+.PHONY: setup browser demo test test-slow test-all fuzz bench lint format lock clean
 
 setup: $(STAMP)
 
@@ -29,10 +29,16 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-slow: setup
+# Debian's Chromium for the browser test of the signal dashboard (Playwright drives it; nothing is
+# downloaded by Playwright itself). Best effort: without it that one test skips with a message.
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "chromium not installed: the dashboard browser test will skip"
+
+test-slow: setup browser
 	$(BIN)/python -m pytest -m slow -q
 
-test-all: setup
+test-all: setup browser
 	$(BIN)/python -m pytest -q
 
 # Long property/fuzz run over the frame parser and the tick and feature-record decoders, and the
