@@ -189,7 +189,9 @@ class ScorerLatency:
                 delta = list(buckets.items())
             p95 = histogram_quantile(self.quantile, delta)
             if p95 is not None:
-                self.p95_ms[since] = p95 * 1000.0
+                top = max((le for le in buckets if le != float("inf")), default=float("inf"))
+                # beyond the top finite bucket the histogram only knows "more than": say so
+                self.p95_ms[since] = float("inf") if p95 >= top else p95 * 1000.0
         self._last = current
         return self.p95_ms
 
@@ -288,7 +290,11 @@ class StatusBoard:
 
 
 def _latency_text(p95_ms: dict[str, float]) -> str:
-    parts = [f"{label} {p95_ms[since]:.0f} ms" for since, label in (("received", "recv->pred"),
-                                                                     ("event", "event->pred"))
+    parts = [f"{label} {_ms(p95_ms[since])}" for since, label in (("received", "recv->pred"),
+                                                                   ("event", "event->pred"))
              if since in p95_ms]
     return ("  e2e p95 " + ", ".join(parts)) if parts else ""
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f} ms" if value != float("inf") else "beyond the top bucket"

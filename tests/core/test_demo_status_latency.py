@@ -47,3 +47,10 @@ def test_status_line_shows_the_p95_of_new_predictions(tmp_path, scorer_metrics):
     assert board.sample()["e2e_p95_ms"]["received"] >= 1000
     # nothing new: the last figure stays
     assert board.sample()["e2e_p95_ms"]["received"] >= 1000
+
+    # beyond the histogram's top bucket (the demo's event clock lags the wall clock) the line
+    # says so instead of printing the bucket's bound as if it were measured
+    lagging = [int(3600e9)] * 100
+    metrics.observe_end_to_end(lagging, fast)
+    assert board.sample()["e2e_p95_ms"]["event"] == float("inf")
+    assert "event->pred beyond the top bucket" in board.line()
