@@ -30,7 +30,7 @@ class BacktestAssetConfig(dg.Config):
         "Backtest of a risk overlay on a long position: buy-and-hold vs exposure cut on the spike "
         "signal of each baseline and of the chosen model, executed on the next tick with fees and "
         "half the recorded spread, on the purged walk-forward test folds; Sharpe, Sortino, drawdown, "
-        "turnover, cost, block-bootstrap CI vs the best baseline. Charts in <data>/reports/backtest/."
+        "turnover, cost, block-bootstrap CI vs the best baseline. Charts: reports/backtest/ in the data dir."
     ),
 )
 def backtest(
@@ -61,7 +61,7 @@ def backtest(
              for name, run in section.strategies.items()}
     return dg.MaterializeResult(
         metadata={
-            "champion": published.result.champion_label,
+            "learned_model": published.result.champion_label,
             "hours": dg.MetadataValue.float(section.hours),
             "verdict": dg.MetadataValue.md("\n".join(f"- {v}" for v in section.verdict.values())),
             "strategies": dg.MetadataValue.json(table),

@@ -39,7 +39,7 @@ def test_backtest_asset_materializes(data_dir: Path, mlflow_store: str) -> None:
     assert result.success
     [materialization] = result.asset_materializations_for_node("backtest")
     meta = {k: v.value for k, v in materialization.metadata.items()}
-    assert meta["champion"].startswith("logistic")
+    assert meta["learned_model"].startswith("logistic")
     assert meta["hours"] > 0.3
     assert "buy_and_hold" in meta["strategies"] and "overlay:champion" in meta["strategies"]
     charts = [Path(p) for p in meta["charts"]]
