@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptovol.atomic import write_text_atomic
 from cryptovol.backtest.report import write_charts, write_report
 from cryptovol.backtest.run import BacktestConfig, BacktestResult, run_backtest
 from cryptovol.config import Settings
@@ -47,12 +48,6 @@ def summary(result: BacktestResult) -> dict[str, Any]:
     }
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    from cryptovol.atomic import write_text_atomic
-
-    write_text_atomic(path, text)
-
-
 def publish_backtest(
     training_set: TrainingSet,
     *,
@@ -74,7 +69,7 @@ def publish_backtest(
     out_dir.mkdir(parents=True, exist_ok=True)
     files = write_charts(result, out_dir)
     latest = out_dir / "latest.json"
-    _atomic_text(latest, json.dumps(summary(result), indent=1, default=float))
+    write_text_atomic(latest, json.dumps(summary(result), indent=1, default=float))
     files.append(latest)
     if report is not None:
         files += write_report(result, report, command=command)
