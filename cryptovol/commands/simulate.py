@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptovol.runtime import StopSignal
+    from cryptovol.simulator.server import SimulatorConfig
 
 HELP = "serve a simulated Coinbase Advanced Trade ticker feed over WebSocket (seeded, with faults)"
 
@@ -77,28 +81,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _stop_early(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
-    # A stop request during start-up counts too (a background shell job inherits SIGINT ignored);
-    # once serving, the server's own handlers take over and shut down cleanly.
-    previous = {sig: signal.signal(sig, _stop_early) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    from cryptovol.runtime import StopSignal
+
+    # Handlers from the first moment: a background shell job inherits SIGINT ignored, and a stop
+    # during start-up (imports, config) exits at once with 0; once serving, the server drains.
+    with StopSignal(name="simulate") as signals:
+        with signals.interruptible():
+            prepared = _prepare(args)
+        if isinstance(prepared, int):
+            return prepared
+        return _serve(prepared, signals)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _prepare(args: argparse.Namespace) -> SimulatorConfig | int:
+    """The validated config, or the exit code of a bad value (reported before listening)."""
     import logging
 
     from cryptovol.config import parse_products
-    from cryptovol.simulator.server import SimulatorConfig, serve_forever
+    from cryptovol.simulator.server import SimulatorConfig
     from cryptovol.ticks import TickError, parse_timestamp_ns
 
     try:
@@ -125,12 +126,17 @@ def _run(args: argparse.Namespace) -> int:
         return 2
 
     logging.getLogger("websockets").setLevel(logging.WARNING)
+    return config
+
+
+def _serve(config: SimulatorConfig, signals: StopSignal) -> int:
+    from cryptovol.simulator.server import serve_forever
 
     def ready(port: int) -> None:
         print(f"simulator listening on ws://{config.host}:{port}", flush=True)
 
     try:
-        return serve_forever(config, ready)
+        return serve_forever(config, ready, signals)
     except OSError as exc:
         print(f"error: cannot listen on {config.host}:{config.port}: {exc}", flush=True)
         return 1

@@ -1,10 +1,11 @@
-"""One lifecycle for the long-running processes (ingest, featurize, score, drift monitor).
+"""One lifecycle for the long-running processes (ingest, featurize, score, drift monitor, simulator).
 
 Each process used to hand-write the same three things; they live here once:
 
 - `StopSignal`: SIGINT/SIGTERM ask for a graceful stop (an event is set, an optional callback
-  runs); the previous handlers come back on exit. A block marked `interruptible()` (a long report
-  whose output is written atomically) is left at once instead.
+  runs: the asyncio processes, ingest and simulator, wake their loop from it); the previous
+  handlers come back on exit. A block marked `interruptible()` (a long report whose output is
+  written atomically, a start-up with nothing to undo) is left at once instead.
 - `serve_metrics`: a Prometheus `/metrics` endpoint bound to CRYPTOVOL_METRICS_BIND_ADDRESS.
 - `Runner`: the poll -> work -> durable -> commit loop of a consumer process and its cadence.
   A `Step` supplies the work; the runner decides *when* to make it durable and guarantees the

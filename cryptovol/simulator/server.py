@@ -35,18 +35,20 @@ import itertools
 import json
 import logging
 import random
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from cryptovol.simulator import frames
 from cryptovol.simulator.price_process import MarketSimulator
+
+if TYPE_CHECKING:
+    from cryptovol.runtime import StopSignal
 
 log = logging.getLogger("cryptovol.simulator")
 
@@ -122,7 +124,7 @@ class _Client:
 
 
 class SimulatorServer:
-    """The server; `await run()` serves until `stop()`, a signal, or the configured duration."""
+    """The server; `await run()` serves until `stop()`, the given `StopSignal`, or the duration."""
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
@@ -155,15 +157,30 @@ class SimulatorServer:
     def stop(self) -> None:
         self._stop.set()
 
-    async def run(self, ready: Callable[[int], None] | None = None) -> int:
+    async def run(
+        self, ready: Callable[[int], None] | None = None, signals: StopSignal | None = None
+    ) -> int:
+        """Serve until stopped. The process owns the signals (`cryptovol simulate` passes its
+        `StopSignal`); without one (embedded in a thread) only `stop()` or the duration end it."""
+        if signals is None:
+            return await self._serve(ready)
+        loop = asyncio.get_running_loop()
+        previous = signals.on_stop
+        # The handler runs on the main thread between bytecodes; the thread-safe call wakes the
+        # loop out of its select(). Restored before the loop closes, so a late signal cannot hit it.
+        signals.on_stop = lambda: loop.call_soon_threadsafe(self.stop)
+        try:
+            if signals.is_set():  # a stop that came between start-up and serving is not lost
+                return 0
+            return await self._serve(ready)
+        finally:
+            signals.on_stop = previous
+
+    async def _serve(self, ready: Callable[[int], None] | None) -> int:
         cfg = self.config
         if cfg.record_path is not None:
             Path(cfg.record_path).parent.mkdir(parents=True, exist_ok=True)
             self._record = open(cfg.record_path, "a", encoding="utf-8")  # noqa: SIM115
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop)
         market_task = asyncio.create_task(self._guarded_market_loop(), name="market")
         try:
             async with serve(self._handle, cfg.host, cfg.port, max_size=2**20) as server:
@@ -184,9 +201,6 @@ class SimulatorServer:
                 self._record.flush()
                 self._record.close()
                 self._record = None
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(sig)
         return 1 if self._failed else 0
 
     async def _close_all(self, reason: str) -> None:
@@ -484,6 +498,10 @@ def _bound_port(server: Server, requested: int) -> int:
     return requested
 
 
-def serve_forever(config: SimulatorConfig, ready: Callable[[int], None] | None = None) -> int:
+def serve_forever(
+    config: SimulatorConfig,
+    ready: Callable[[int], None] | None = None,
+    signals: StopSignal | None = None,
+) -> int:
     """Run the server in a fresh event loop until stopped; returns the exit code."""
-    return asyncio.run(SimulatorServer(config).run(ready))
+    return asyncio.run(SimulatorServer(config).run(ready, signals))

@@ -270,15 +270,18 @@ def test_skip_seq_rate_leaves_gaps_but_keeps_order(simulator_factory):
     assert sim.process.alive()
 
 
-def test_sigterm_closes_clients_flushes_record_and_exits_zero(simulator):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_stop_signal_closes_clients_flushes_record_and_exits_zero(simulator, signum):
+    """`kill` and Ctrl-C both drain the clients and exit 0 (the shared `StopSignal` lifecycle)."""
     with open_ws(simulator.url) as ws:
         subscribe_tickers(ws)
         ticker_updates(ws, 5)
-        simulator.process.send_signal(signal.SIGTERM)
+        simulator.process.send_signal(signum)
         assert simulator.process.wait(timeout_s=15) == 0
-        with pytest.raises(ConnectionClosed):
+        with pytest.raises(ConnectionClosed) as closed:
             while True:
                 recv(ws)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001  # a close, not a crash
     kinds = [r["kind"] for r in simulator.records()]
     assert kinds[:3] == ["ticker", "ticker", "subscriptions"] and len(kinds) >= 8
     assert "simulator listening on ws://127.0.0.1:" in simulator.process.tail()
