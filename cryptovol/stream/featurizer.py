@@ -54,7 +54,8 @@ from cryptovol.config import TICK_MAX_AHEAD_S, TICK_MAX_BEHIND_S, TOPIC_DEADLETT
 from cryptovol.deadletter import raw_fields
 from cryptovol.eventtime import LATENESS_S
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET
-from cryptovol.kafka_io import DeliveryLedger, ensure_topics, make_consumer, make_producer
+from cryptovol.kafka_io import ensure_topics, make_consumer, make_producer
+from cryptovol.kafka_send import BurstSender
 from cryptovol.runtime import Cadence, Runner, StopSignal
 from cryptovol.stream.engine import FeatureBatch, SourceRecord, StreamEngine
 from cryptovol.stream.sink import load_durable_state, write_batches
@@ -318,7 +319,7 @@ class StreamFeaturizer:
         self._consumer = None
         self._producer = None
         self._lock = threading.RLock()
-        self._deliveries = DeliveryLedger()  # every send since the last good flush
+        self._sends: BurstSender | None = None  # every send since the last good flush (ledger)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def install_signal_handlers(self) -> StopSignal:
@@ -333,6 +334,7 @@ class StreamFeaturizer:
                       partitions=cfg.topic_partitions)
         self._producer = make_producer(cfg.bootstrap_servers,
                                        **{**PRODUCER_SETTINGS, **(cfg.producer_overrides or {})})
+        self._sends = BurstSender(self._producer)
         self._consumer = make_consumer(
             cfg.bootstrap_servers, group_id=cfg.group_id, max_poll_records=cfg.max_poll_records,
             **CONSUMER_SETTINGS,
@@ -419,25 +421,16 @@ class StreamFeaturizer:
             "offset": rec.offset,
         }
         value = json.dumps(payload, separators=(",", ":")).encode()
-        try:
-            future = self._producer.send(self.config.topic_deadletter, key=rec.key, value=value)
-            self._deliveries.futures.append(future)
-        except KafkaError as exc:  # refused before sending: the batch fails at the next flush
-            self._deliveries.refused(exc)
+        self._sends.send(self.config.topic_deadletter, rec.key, value)
         self.stats.dead_lettered += 1
 
     def _emit(self, batches: list[FeatureBatch]) -> None:
         if not batches:
             return
         now_ns = time.time_ns()
-        topic = self.config.topic_out
-        send, futures = self._producer.send, self._deliveries.futures
         for batch in batches:
-            key = batch.product_id.encode()
-            try:
-                futures.extend([send(topic, key=key, value=v) for v in feature_messages(batch, now_ns)])
-            except KafkaError as exc:  # refused before sending: the batch fails at the next flush
-                self._deliveries.refused(exc)
+            self._sends.send_many(self.config.topic_out, batch.product_id.encode(),
+                                  feature_messages(batch, now_ns))
             self._pending.append(batch)
             self._pending_rows += len(batch)
 
@@ -454,7 +447,7 @@ class StreamFeaturizer:
         if self._producer is None:
             return
         self._producer.flush()
-        self._deliveries.check()
+        self._sends.check()
         if self._pending:
             parts = write_batches(self.config.features_dir, self._pending,
                                   app_prefix=f"{self.config.group_id}:{self.config.topic_in}")
