@@ -9,10 +9,11 @@ Each process used to hand-write the same three things; they live here once:
 - `serve_metrics`: a Prometheus `/metrics` endpoint bound to CRYPTOVOL_METRICS_BIND_ADDRESS.
 - `Runner`: the poll -> work -> durable -> commit loop of a consumer process and its cadence.
   A `Step` supplies the work; the runner decides *when* to make it durable and guarantees the
-  order: `make_durable()` (producer flushed, every delivery checked, files written) and only if it
-  returned, `commit()`. A step that raises is never committed: the exception leaves the loop and
-  the step is closed, so a restart redoes the uncommitted work (at-least-once topics, exactly-once
-  files by key, as each step documents).
+  order: `make_durable()` (producer flushed, every delivery checked, files written or handed to
+  a `background.OrderedWriter`) and only if it returned, `commit()` of what is written; the last
+  flush before a clean stop (`final=True`) waits for every write. A step that raises is never
+  committed: the exception leaves the loop and the step is closed, so a restart redoes the
+  uncommitted work (at-least-once topics, exactly-once files by key, as each step documents).
 - `every`: a fixed-cadence periodic job (the drift monitor), stoppable between rounds.
 """
 
@@ -132,11 +133,13 @@ class Step(Protocol):
     def pending(self) -> int:
         """Rows processed but not yet durable (the row trigger of the cadence)."""
 
-    def make_durable(self) -> None:
-        """Flush the producer, check every delivery, write the files. Raise if any of it failed."""
+    def make_durable(self, final: bool = False) -> None:
+        """Flush the producer, check every delivery, write the files (or queue their write on a
+        background writer; `final`: the last flush before a clean stop, wait for every write).
+        Raise if any of it failed."""
 
     def commit(self) -> None:
-        """Commit the consumer offsets of what `make_durable` just made durable."""
+        """Commit the consumer offsets of the rows `make_durable` wrote (only of written ones)."""
 
     def report(self, final: bool) -> None:
         """A progress line (`final`: the summary after close)."""
@@ -191,9 +194,9 @@ class Runner:
         self.clock = clock
         self.flushes = 0
 
-    def flush(self) -> None:
+    def flush(self, final: bool = False) -> None:
         """Durable first; commit only if that returned."""
-        self.step.make_durable()
+        self.step.make_durable(final)
         self.step.commit()
         self.flushes += 1
 
@@ -217,7 +220,7 @@ class Runner:
                 if self.report_every_s is not None and clock() - last_report >= self.report_every_s:
                     step.report(False)
                     last_report = clock()
-            self.flush()
+            self.flush(final=True)
         finally:
             try:
                 step.close()

@@ -34,8 +34,8 @@ import pandas as pd
 from cryptovol.config import TICK_MAX_AHEAD_S, TOPIC_DEADLETTER, TOPIC_FEATURES, TOPIC_PREDICTIONS, Settings
 from cryptovol.deadletter import raw_fields
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET
-from cryptovol.kafka_io import DeliveryLedger
-from cryptovol.runtime import Cadence, Runner
+from cryptovol.kafka_send import BurstSender
+from cryptovol.runtime import Cadence, OrderedWriter, Runner
 from cryptovol.scoring.sink import PREDICTION_COLUMNS, write_prediction_parts
 from cryptovol.serving.champion import ChampionLoader, ServedModel
 from cryptovol.serving.metrics import ServingMetrics
@@ -176,7 +176,10 @@ class StreamingScorer:
         self._closing = False
         self._buffer: list[dict[str, Any]] = []
         self._deadletter_path = settings.deadletter_dir / "scorer.jsonl"
-        self._deliveries = DeliveryLedger()  # every send since the last good flush
+        self._sends: BurstSender | None = None  # every send since the last good flush (ledger)
+        self._writer: OrderedWriter[dict] | None = None  # the lake writes of one run()
+        self._next_offsets: dict[Any, int] = {}  # TopicPartition -> offset after the last record taken
+        self._written_offsets: dict[Any, Any] = {}  # TopicPartition -> OffsetAndMetadata, rows written
 
     def stop(self) -> None:
         self._stop.set()
@@ -198,6 +201,8 @@ class StreamingScorer:
         # native `crc32c` the featurizer measured gzip as a net cost and dropped it (see
         # docs/BENCHMARKS.md, stream). Not re-measured here for the scorer's small rows.
         producer = make_producer(bootstrap, **PRODUCER_SETTINGS)
+        self._sends = BurstSender(producer)
+        self._writer = OrderedWriter("score-lake")
         consumer = make_consumer(bootstrap, group_id=self.group_id,
                                  max_poll_records=self.max_poll_records, **CONSUMER_SETTINGS)
         scorer = self
@@ -210,6 +215,7 @@ class StreamingScorer:
                         scorer._flush(producer, consumer, commit_sync=False)
                     except Exception:
                         log.exception("flush before rebalance failed; rows will be re-scored")
+                scorer._next_offsets = {}
 
             def on_partitions_assigned(self, assigned: Any) -> None:
                 log.info("scorer assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
@@ -256,6 +262,7 @@ class StreamingScorer:
         scored_at = received_ns + int(latency_s * 1e9)
         probs = out["spike_probability"].to_numpy(dtype=np.float64)
         flags = out["spike_flag"].to_numpy(dtype=bool)
+        by_product: dict[str, list[bytes]] = {}
         for k, p, f in zip(keys, probs.tolist(), flags.tolist(), strict=True):
             row = {
                 **k,
@@ -268,9 +275,10 @@ class StreamingScorer:
                 "scored_at_ns": scored_at,
                 "scoring_latency_s": latency_s,
             }
-            self._send(producer, TOPIC_PREDICTIONS, k["product_id"].encode(),
-                       json.dumps(row, separators=(",", ":")).encode())
+            by_product.setdefault(k["product_id"], []).append(json.dumps(row, separators=(",", ":")).encode())
             self._buffer.append(row)
+        for product, values in by_product.items():  # per-product order kept: one burst per key
+            self._sends.send_many(TOPIC_PREDICTIONS, product.encode(), values)
         self.stats.scored += len(keys)
         self.stats.published += len(keys)
         self.stats.model_versions[model.version] += len(keys)
@@ -294,7 +302,7 @@ class StreamingScorer:
             "at": datetime.now(UTC).isoformat(),
         }
         data = json.dumps(letter, default=_json_default, separators=(",", ":"))
-        self._send(producer, TOPIC_DEADLETTER, record.key, data.encode())
+        self._sends.send(TOPIC_DEADLETTER, record.key, data.encode())
         self._deadletter_path.parent.mkdir(parents=True, exist_ok=True)
         with self._deadletter_path.open("a", encoding="utf-8") as fh:
             fh.write(data + "\n")
@@ -304,42 +312,55 @@ class StreamingScorer:
             self.metrics.observe_rejection(exc.reason)
 
     def _flush(self, producer: Any, consumer: Any, *, commit_sync: bool = True) -> None:
-        """Producer flushed and every delivery checked, then the Parquet part, then the commit:
-        nothing committed is lost, and no part holds a row whose prediction was not delivered.
+        """Producer flushed and every delivery checked, then the Delta write (waited for), then the
+        commit: nothing committed is lost, and the table holds no row whose prediction was not
+        delivered.
 
         Inside a rebalance listener kafka-python 3 refuses blocking calls, so that caller commits
         asynchronously (`commit_sync=False`), as the featurizer does.
         """
-        self._make_durable(producer)
+        self._make_durable(producer, final=True)
         self._commit(consumer, commit_sync=commit_sync)
 
-    def _make_durable(self, producer: Any) -> None:
+    def _make_durable(self, producer: Any, *, final: bool = False) -> None:
+        """Flush + check, then hand the rows to the background writer with the offsets they cover
+        (`final`: wait for it); polling goes on while the lake write runs."""
+        from kafka import OffsetAndMetadata
+
         producer.flush(timeout=30)
-        self._deliveries.check()
-        if self._buffer:
-            frame = pd.DataFrame(self._buffer, columns=list(PREDICTION_COLUMNS))
-            files = write_prediction_parts(frame, self.settings.predictions_dir)
-            self.stats.parquet_rows += len(frame)
-            self.stats.parquet_files += len(files)
-            self._buffer = []
+        self._sends.check()
+        rows, self._buffer = self._buffer, []
+        offsets = {tp: OffsetAndMetadata(nxt, "", -1) for tp, nxt in self._next_offsets.items()}
+        self._writer.submit(lambda: self._write(rows), offsets)
+        if final:
+            self._collect_written(wait=True)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        """On the writer thread: one Delta transaction for a flush's predictions."""
+        if not rows:
+            return
+        frame = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
+        files = write_prediction_parts(frame, self.settings.predictions_dir)
+        self.stats.parquet_rows += len(frame)
+        self.stats.parquet_files += len(files)
+
+    def _collect_written(self, *, wait: bool) -> None:
+        """Offsets of the finished writes become committable (raises a failed write's error)."""
+        for offsets in self._writer.drain() if wait else self._writer.finished():
+            self._written_offsets.update(offsets)
 
     def _commit(self, consumer: Any, *, commit_sync: bool = True) -> None:
-        if consumer.assignment():
+        """Commit the offsets whose predictions are written, nothing further."""
+        self._collect_written(wait=False)
+        assigned = consumer.assignment()
+        offsets = {tp: om for tp, om in self._written_offsets.items() if tp in assigned}
+        self._written_offsets = {}
+        if offsets:
             if commit_sync:
-                consumer.commit()
+                consumer.commit(offsets)
             else:
-                consumer.commit_async()
+                consumer.commit_async(offsets)
             self.stats.commits += 1
-
-    def _send(self, producer: Any, topic: str, key: bytes | None, value: bytes) -> None:
-        """Send and keep the delivery future; a send refused outright fails the batch at the flush."""
-        from kafka.errors import KafkaError
-
-        try:
-            self._deliveries.futures.append(producer.send(topic, key=key, value=value))
-        except KafkaError as exc:
-            self._deliveries.refused(exc)
-
 
 
 class _ScorerStep:
@@ -352,6 +373,9 @@ class _ScorerStep:
     def work(self) -> None:
         batch = self.consumer.poll(timeout_ms=200)
         records = [r for recs in batch.values() for r in recs]
+        for tp, recs in batch.items():
+            if recs:
+                self.scorer._next_offsets[tp] = recs[-1].offset + 1
         if records:
             self.scorer._score_records(records, self.producer)
             if self.on_batch is not None:
@@ -360,8 +384,8 @@ class _ScorerStep:
     def pending(self) -> int:
         return len(self.scorer._buffer)
 
-    def make_durable(self) -> None:
-        self.scorer._make_durable(self.producer)
+    def make_durable(self, final: bool = False) -> None:
+        self.scorer._make_durable(self.producer, final=final)
 
     def commit(self) -> None:
         self.scorer._commit(self.consumer)
@@ -374,7 +398,10 @@ class _ScorerStep:
         try:
             self.consumer.close(autocommit=False)
         finally:
-            self.producer.close(timeout=10)
+            try:
+                self.producer.close(timeout=10)
+            finally:
+                self.scorer._writer.close()  # a queued write finishes whole; its offsets stay uncommitted
 
 
 def predictions_glob(settings: Settings) -> Path:

@@ -3,12 +3,15 @@
 Delivery guarantees, in the order a flush does things:
 
 1. Feature rows go to `ticks.features` as soon as they are computed (latency), dead-letters to
-   `ticks.deadletter`; `producer.flush()` makes both durable on the broker first, and the delivery
-   result of every send since the last flush is checked: if any failed, the featurizer stops
-   (`DeliveryFailed`) without writing Parquet or committing, and a restart redoes the batch,
+   `ticks.deadletter`, each product's rows as one burst (`cryptovol.kafka_send.BurstSender`);
+   `producer.flush()` makes both durable on the broker first, and the delivery result of every
+   send since the last flush is checked: if any failed, the featurizer stops (`DeliveryFailed`)
+   without writing Parquet or committing, and a restart redoes the batch,
 2. then the rows are committed to the feature Delta table as one transaction (exactly once per
-   key: application transaction per source partition, `cryptovol.stream.sink.write_batches`),
-3. then the consumer offsets are committed, never past a tick still waiting in a reorder buffer.
+   key: application transaction per source partition, `cryptovol.stream.sink.write_batches`), on
+   a background writer (`cryptovol.runtime.OrderedWriter`) so polling goes on meanwhile,
+3. then, once that write finished, the offsets it covers are committed (at the next flush, or at
+   once on a stop or a revoke), never past a tick still waiting in a reorder buffer.
 
 Every record is decoded and range-checked (`decode_tick`); one that fails is dead-lettered with a
 bounded excerpt (`cryptovol.deadletter.raw_fields`) and counted, and the featurizer moves on.
@@ -56,7 +59,7 @@ from cryptovol.eventtime import LATENESS_S
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET
 from cryptovol.kafka_io import ensure_topics, make_consumer, make_producer
 from cryptovol.kafka_send import BurstSender
-from cryptovol.runtime import Cadence, Runner, StopSignal
+from cryptovol.runtime import Cadence, OrderedWriter, Runner, StopSignal
 from cryptovol.stream.engine import FeatureBatch, SourceRecord, StreamEngine
 from cryptovol.stream.sink import load_durable_state, write_batches
 from cryptovol.ticks import (
@@ -320,6 +323,8 @@ class StreamFeaturizer:
         self._producer = None
         self._lock = threading.RLock()
         self._sends: BurstSender | None = None  # every send since the last good flush (ledger)
+        self._writer: OrderedWriter[dict] | None = None  # the lake writes of one run()
+        self._written_offsets: dict[TopicPartition, OffsetAndMetadata] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     def install_signal_handlers(self) -> StopSignal:
@@ -335,6 +340,7 @@ class StreamFeaturizer:
         self._producer = make_producer(cfg.bootstrap_servers,
                                        **{**PRODUCER_SETTINGS, **(cfg.producer_overrides or {})})
         self._sends = BurstSender(self._producer)
+        self._writer = OrderedWriter("featurize-lake")
         self._consumer = make_consumer(
             cfg.bootstrap_servers, group_id=cfg.group_id, max_poll_records=cfg.max_poll_records,
             **CONSUMER_SETTINGS,
@@ -359,9 +365,9 @@ class StreamFeaturizer:
     def pending(self) -> int:
         return self._pending_rows
 
-    def make_durable(self) -> None:
+    def make_durable(self, final: bool = False) -> None:
         with self._lock:
-            self._make_durable()
+            self._make_durable(final=final)
 
     def commit(self) -> None:
         with self._lock:
@@ -378,7 +384,10 @@ class StreamFeaturizer:
         try:
             self._consumer.close()
         finally:
-            self._producer.close(timeout=10)
+            try:
+                self._producer.close(timeout=10)
+            finally:
+                self._writer.close()  # a queued write finishes whole; its offsets stay uncommitted
 
     # -- intake --------------------------------------------------------------------------------
     def _take(self, partition: int, records: list) -> None:
@@ -436,39 +445,53 @@ class StreamFeaturizer:
 
     # -- durability ----------------------------------------------------------------------------
     def _flush(self, *, commit_sync: bool) -> None:
-        """Producer flush -> every delivery checked -> Parquet rename -> offset commit (module doc)."""
+        """Producer flush -> every delivery checked -> Delta write (waited for) -> offset commit."""
         if self._producer is None:
             return
-        self._make_durable()
+        self._make_durable(final=True)
         self._commit(sync=commit_sync)
         self._sync_counters()
 
-    def _make_durable(self) -> None:
+    def _make_durable(self, *, final: bool = False) -> None:
+        """Producer flushed and every delivery checked, then the pending rows are handed to the
+        background writer with the offsets they make committable (`final`: wait for it)."""
         if self._producer is None:
             return
         self._producer.flush()
         self._sends.check()
-        if self._pending:
-            parts = write_batches(self.config.features_dir, self._pending,
-                                  app_prefix=f"{self.config.group_id}:{self.config.topic_in}")
-            self.stats.parquet_files += len(parts)
-            self.stats.parquet_rows += sum(p.rows for p in parts)
-            self._pending = []
-            self._pending_rows = 0
-            self.stats.flushes += 1
+        batches, self._pending, self._pending_rows = self._pending, [], 0
+        self._writer.submit(lambda: self._write(batches), self._committable_offsets())
+        if final:
+            self._collect_written(wait=True)
 
+    def _write(self, batches: list[FeatureBatch]) -> None:
+        """On the writer thread: one Delta transaction for a flush's rows."""
+        if not batches:
+            return
+        parts = write_batches(self.config.features_dir, batches,
+                              app_prefix=f"{self.config.group_id}:{self.config.topic_in}")
+        self.stats.parquet_files += len(parts)
+        self.stats.parquet_rows += sum(p.rows for p in parts)
+        self.stats.flushes += 1
+
+    def _collect_written(self, *, wait: bool) -> None:
+        """Offsets of the writes that finished become committable (raises a failed write's error)."""
+        for offsets in self._writer.drain() if wait else self._writer.finished():
+            self._written_offsets.update(offsets)
+
+    def _committable_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Next offsets per assigned partition, never past a tick still in a reorder buffer."""
+        bounds = self.engine.commit_bounds()
+        return {
+            TopicPartition(self.config.topic_in, partition): OffsetAndMetadata(
+                min(nxt, bounds.get(partition, nxt)), "", -1)
+            for partition, nxt in self._next_offset.items() if partition in self._assigned
+        }
 
     def _commit(self, *, sync: bool) -> None:
-        if not self._next_offset:
-            return
-        bounds = self.engine.commit_bounds()
-        offsets = {}
-        for partition, nxt in self._next_offset.items():
-            if partition not in self._assigned:
-                continue
-            offsets[TopicPartition(self.config.topic_in, partition)] = OffsetAndMetadata(
-                min(nxt, bounds.get(partition, nxt)), "", -1
-            )
+        """Commit the offsets whose rows are written (`_collect_written`), nothing further."""
+        self._collect_written(wait=False)
+        offsets, self._written_offsets = self._written_offsets, {}
         if not offsets:
             return
         try:
@@ -477,7 +500,7 @@ class StreamFeaturizer:
             else:
                 self._consumer.commit_async(offsets)
         except KafkaError as exc:
-            # Safe to skip: the Parquet is durable and a restart skips what it holds.
+            # Safe to skip: the Delta table is durable and a restart skips what it holds.
             log.warning("offset commit failed (%s); will retry at the next flush", exc)
             return
         self.stats.commits += 1

@@ -42,9 +42,9 @@ class Recorder:
     def pending(self) -> int:
         return self.buffered
 
-    def make_durable(self) -> None:
+    def make_durable(self, final: bool = False) -> None:
         self.durables += 1
-        self.calls.append("durable")
+        self.calls.append("durable-final" if final else "durable")
         if self.durables == self.fail_durable_at:
             raise RuntimeError("delivery failed")
         self.durable_rows += self.buffered
@@ -52,7 +52,7 @@ class Recorder:
 
     def commit(self) -> None:
         self.calls.append("commit")
-        assert self.calls[-2] == "durable", "commit without a durable step just before it"
+        assert self.calls[-2].startswith("durable"), "commit without a durable step just before it"
         self.committed_rows = self.durable_rows
 
     def report(self, final: bool) -> None:
@@ -81,7 +81,7 @@ def test_sigterm_stops_the_loop_with_a_last_durable_flush_then_commit():
     assert stop.received == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
     assert step.works == 3  # no more work after the signal
-    assert step.calls[-4:] == ["durable", "commit", "close", "final"]
+    assert step.calls[-4:] == ["durable-final", "commit", "close", "final"]
     assert step.committed_rows == 3 and step.buffered == 0
 
 
@@ -107,7 +107,7 @@ def test_a_failing_work_step_is_never_made_durable_or_committed():
     step = Recorder(fail_work_at=4)
     with pytest.raises(RuntimeError, match="work failed"):
         Runner(step, cadence=Cadence(every_s=1e9)).run()
-    assert "durable" not in step.calls and "commit" not in step.calls
+    assert not any(c.startswith("durable") or c == "commit" for c in step.calls)
     assert step.calls[-2:] == ["close", "final"] and step.committed_rows == 0
 
 
@@ -116,8 +116,8 @@ def test_cadence_rows_and_time_triggers():
     stop = threading.Event()
     Runner(step, stop=stop, cadence=Cadence(every_s=1e9, rows=25)).run()
     # rows 10, 20, 30 -> flush; 10, 20, 30 -> flush; 10 -> the last flush on stop
-    assert [c for c in step.calls if c in ("work", "durable")] == (["work"] * 3 + ["durable"]) * 2 + [
-        "work", "durable"]
+    assert [c for c in step.calls if c in ("work", "durable", "durable-final")] == (
+        ["work"] * 3 + ["durable"]) * 2 + ["work", "durable-final"]
     assert step.committed_rows == 70
 
 
@@ -133,7 +133,7 @@ def test_cadence_without_idle_flushes_count_from_the_first_pending_row():
 def test_duration_stops_the_loop_cleanly():
     step = Recorder()
     Runner(step, duration_s=5.0, clock=Clock(), cadence=Cadence(every_s=1e9)).run()
-    assert step.works >= 1 and step.calls[-4:] == ["durable", "commit", "close", "final"]
+    assert step.works >= 1 and step.calls[-4:] == ["durable-final", "commit", "close", "final"]
 
 
 def test_a_signal_inside_an_interruptible_block_exits_at_once():

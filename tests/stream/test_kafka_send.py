@@ -178,8 +178,6 @@ def test_custom_partitioner_keeps_its_say(broker, topic, producers) -> None:
     _assert_custom_partitioner_decides(broker, topic, producers, _ByValueDigit())
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: BurstSender tests isinstance(..., DefaultPartitioner), so a "
-                   "subclass that overrides partition() is bypassed with the default murmur2 partition")
 def test_default_partitioner_subclass_keeps_its_say(broker, topic, producers) -> None:
     _assert_custom_partitioner_decides(broker, topic, producers, _ByValueDigitDefault())
 
@@ -200,8 +198,6 @@ def test_a_burst_that_raises_restores_the_sender_and_delivers_what_it_sent(broke
         future.get(timeout=10)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason="BUG: nested burst() — the inner block "
-                   "deletes the wake-up shadow, the outer block's `del self._sender.wakeup` then raises")
 def test_send_many_inside_an_outer_burst(broker, topic, producers) -> None:
     producer = _producer(broker, producers, linger_ms=20)
     sender = BurstSender(producer)
