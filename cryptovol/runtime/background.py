@@ -56,6 +56,10 @@ class OrderedWriter(Generic[Token]):
             out.append(token)
         return out
 
+    def ready(self) -> bool:
+        """True when the oldest queued write is done (`finished()` has a token to hand back)."""
+        return bool(self._queue) and self._queue[0][0].done()
+
     def pending(self) -> int:
         return len(self._queue)
 

@@ -380,6 +380,8 @@ class _ScorerStep:
             self.scorer._score_records(records, self.producer)
             if self.on_batch is not None:
                 self.on_batch(self.scorer.stats)
+        if self.scorer._writer.ready():  # a flush's rows are written: commit them now, even when idle
+            self.scorer._commit(self.consumer)
 
     def pending(self) -> int:
         return len(self.scorer._buffer)

@@ -10,8 +10,8 @@ Delivery guarantees, in the order a flush does things:
 2. then the rows are committed to the feature Delta table as one transaction (exactly once per
    key: application transaction per source partition, `cryptovol.stream.sink.write_batches`), on
    a background writer (`cryptovol.runtime.OrderedWriter`) so polling goes on meanwhile,
-3. then, once that write finished, the offsets it covers are committed (at the next flush, or at
-   once on a stop or a revoke), never past a tick still waiting in a reorder buffer.
+3. then, once that write finished, the offsets it covers are committed (after the next poll, or
+   at once on a stop or a revoke), never past a tick still waiting in a reorder buffer.
 
 Every record is decoded and range-checked (`decode_tick`); one that fails is dead-lettered with a
 bounded excerpt (`cryptovol.deadletter.raw_fields`) and counted, and the featurizer moves on.
@@ -361,6 +361,8 @@ class StreamFeaturizer:
             for tp, records in batch.items():
                 self._take(tp.partition, records)
             self._emit(self.engine.release())
+            if self._writer.ready():  # a flush's rows are written: commit them now, not a flush later
+                self._commit(sync=True)
 
     def pending(self) -> int:
         return self._pending_rows

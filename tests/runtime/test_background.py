@@ -18,10 +18,15 @@ def test_tokens_come_back_in_submission_order_and_only_once_written():
         writer.submit(lambda: (gate.wait(10), written.append(1)), 1)
         writer.submit(lambda: written.append(2), 2)
         assert writer.finished() == []  # the first write is still running: nothing committable
+        assert not writer.ready()
         gate.set()
+        deadline = time.monotonic() + 10
+        while not writer.ready() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writer.ready()  # the oldest write is done: a step may commit its offsets now
         assert writer.drain() == [1, 2]
         assert written == [1, 2]
-        assert writer.finished() == [] and writer.pending() == 0
+        assert writer.finished() == [] and writer.pending() == 0 and not writer.ready()
     finally:
         writer.close()
 

@@ -19,7 +19,7 @@ from cryptovol import lake
 from cryptovol.config import TOPIC_DEADLETTER, TOPIC_FEATURES, TOPIC_PREDICTIONS, Settings
 from cryptovol.features import compute_features
 from cryptovol.featureset import FEATURE_NAMES, FEATURE_SET
-from cryptovol.kafka_io import ensure_topics, make_producer, read_topic
+from cryptovol.kafka_io import admin_client, ensure_topics, make_producer, read_topic
 from cryptovol.procs import ManagedProcess, free_port, http_ok, wait_until
 
 MODEL = "cryptovol-spike"
@@ -76,6 +76,16 @@ def produce(bootstrap: str, frame: pd.DataFrame, bad: bool = False) -> int:
     return sent
 
 
+def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    """Records of `topic` the group has committed (offsets start at 0 in every partition)."""
+    admin = admin_client(bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return sum(om.offset for tp, om in offsets.items() if tp.topic == topic and om.offset > 0)
+
+
 def expected_probabilities(data_dir: Path, version: str, frame: pd.DataFrame) -> np.ndarray:
     import mlflow
 
@@ -111,6 +121,10 @@ def test_every_feature_row_gets_exactly_one_prediction_and_hot_swap_applies(brok
     thread.start()
     try:
         wait_until(lambda: scorer.stats.consumed >= sent1, timeout_s=90, what="phase 1 consumed")
+        # The lake write runs in the background; its offsets are committed once it finished, even
+        # with nothing more to score (no further flush comes): a crash now re-scores nothing.
+        wait_until(lambda: committed_total(broker.bootstrap, "scorer-test", TOPIC_FEATURES) == sent1,
+                   timeout_s=30, what="phase 1 offsets committed while the scorer idles")
         v2 = register_stub(data_dir, MODEL, weights=WEIGHTS_V2)  # the alias moves while running
         wait_until(lambda: loader.current.version == v2, timeout_s=30, what="scorer hot swap")
         phase2 = feature_rows(seed=2)
