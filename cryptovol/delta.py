@@ -30,6 +30,7 @@ version is refused (`FeatureSchemaError`); changing the feature set is the expli
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -208,6 +209,42 @@ def _progress(rows: pa.Table, by: str) -> list[tuple[str, int, int]]:
     return out
 
 
+def sync_version(root: Path, version: int) -> int:
+    """fsync every file that table version `version` added, its directories up to `root`, and the
+    version's log entry: a write is durable when it returns, as on a cloud object store.
+
+    delta-rs's local-file store writes a temporary file and renames it but never fsyncs, so after
+    a power cut (not a process crash) a committed version could point at files still only in the
+    page cache while the consumer offsets it covers were already committed. Returns the number of
+    files synced."""
+    import json
+    import urllib.parse
+
+    from cryptovol.atomic import fsync_dir
+
+    root = Path(root)
+    log_file = root / "_delta_log" / f"{version:020d}.json"
+    files = []
+    for line in log_file.read_text(encoding="utf-8").splitlines():
+        add = json.loads(line).get("add") if line.strip() else None
+        if add is not None and "://" not in add["path"]:  # relative: a file of this local table
+            files.append(root / urllib.parse.unquote(add["path"]))
+    dirs: set[Path] = {root, log_file.parent}
+    for path in [*files, log_file]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        parent = path.parent
+        while parent != root and root in parent.parents:
+            dirs.add(parent)
+            parent = parent.parent
+    for directory in sorted(dirs, key=lambda d: len(d.parts), reverse=True):  # deepest first
+        fsync_dir(directory)
+    return len(files) + 1
+
+
 def append_exactly_once(root: Path, kind: str, rows: pa.Table, app_prefix: str,
                         *, batch_guard: bool = False, by: str = "offset") -> Commit:
     """Append `rows` as one transaction, each key at most once (see the module docstring).
@@ -256,6 +293,7 @@ def append_exactly_once(root: Path, kind: str, rows: pa.Table, app_prefix: str,
             log.info("concurrent commit on %s (%s); retrying (%d)", root, exc, attempt + 1)
             time.sleep(0.01 * (attempt + 1))
             continue
+        sync_version(root, table.version())
         return Commit(todo.num_rows, skipped, table.version())
     raise RuntimeError(f"could not commit to {root} after {COMMIT_ATTEMPTS} concurrent conflicts")
 
@@ -273,6 +311,7 @@ def replace_partition(root: Path, rows: pa.Table, product: str, day: str) -> Com
         try:
             if rows.num_rows == 0:
                 table.delete(where)
+                sync_version(root, table.version())
                 return Commit(0, 0, table.version())
             newest = int(pc.max(rows["event_time_ns"]).as_py())
             write_deltalake(
@@ -285,6 +324,7 @@ def replace_partition(root: Path, rows: pa.Table, product: str, day: str) -> Com
             log.info("concurrent commit on %s %s %s (%s); retrying", root, product, day, exc)
             time.sleep(0.01 * (attempt + 1))
             continue
+        sync_version(root, table.version())
         return Commit(rows.num_rows, 0, table.version())
     raise RuntimeError(f"could not replace {product} {day} in {root} after {COMMIT_ATTEMPTS} conflicts")
 
