@@ -7,7 +7,7 @@ for it: at the live rate that stall is what the end-to-end p95 sees (`bench/benc
 token (the consumer offsets its rows cover); `finished()` hands back the tokens of the writes that
 completed, in submission order, and only those may be committed, so the guarantee stays the
 Runner's: nothing is committed before it is durable. A failed write raises from `finished()` (or
-`drain()`) on the consumer's thread, and nothing after it is handed back.
+`drain()`) on the consumer's thread, nothing after it is handed back, and no later write runs.
 
 At most `max_pending` writes wait behind the running one; a further `submit` blocks until there is
 room (backpressure: the lake can fall behind by about one flush, never by an unbounded queue).
@@ -30,13 +30,24 @@ class OrderedWriter(Generic[Token]):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._queue: collections.deque[tuple[Future, Token]] = collections.deque()
         self.max_pending = max_pending
+        self._failed = False  # set on the writer thread: every later write is skipped
 
     def submit(self, write: Callable[[], object], token: Token) -> None:
         """Queue `write` (runs after every earlier one); blocks while the queue is full."""
         undone = [future for future, _ in self._queue if not future.done()]
         for future in undone[: max(0, len(undone) - self.max_pending)]:
             future.exception()  # waits; a failure is raised by `finished()` / `drain()`
-        self._queue.append((self._pool.submit(write), token))
+        self._queue.append((self._pool.submit(self._run, write), token))
+
+    def _run(self, write: Callable[[], object]) -> None:
+        """On the writer thread (one, so in order): no write runs after one that failed."""
+        if self._failed:
+            raise RuntimeError("not written: an earlier lake write failed")
+        try:
+            write()
+        except BaseException:
+            self._failed = True
+            raise
 
     def finished(self) -> list[Token]:
         """Tokens of the writes done since the last call, oldest first; raises a write's error."""

@@ -31,16 +31,20 @@ def test_tokens_come_back_in_submission_order_and_only_once_written():
         writer.close()
 
 
-def test_a_failed_write_is_raised_and_nothing_after_it_is_handed_back():
+def test_a_failed_write_is_raised_and_nothing_after_it_is_handed_back_or_written():
     writer: OrderedWriter[str] = OrderedWriter("test", max_pending=4)
+    written: list[str] = []
     try:
-        writer.submit(lambda: None, "first")
+        writer.submit(lambda: written.append("first"), "first")
         writer.submit(lambda: 1 / 0, "broken")
-        writer.submit(lambda: None, "after")
+        writer.submit(lambda: written.append("after"), "after")
         assert writer.finished() in ([], ["first"])  # racing the thread: at most the good one
         with pytest.raises(ZeroDivisionError):
             writer.drain()
         assert writer.pending() == 1  # "after" stays uncollected: its offsets are never committed
+        with pytest.raises(RuntimeError, match="earlier lake write failed"):
+            writer.drain()
+        assert written == ["first"]  # nothing is written after a failed write
     finally:
         writer.close()
 
