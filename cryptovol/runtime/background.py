@@ -5,7 +5,8 @@ the GIL released). Written on the polling thread, every tick that arrives during
 for it: at the live rate that stall is what the end-to-end p95 sees (`bench/bench_e2e.py`).
 `OrderedWriter` runs each flush's write on one background thread instead. Each write carries a
 token (the consumer offsets its rows cover); `finished()` hands back the tokens of the writes that
-completed, in submission order, and only those may be committed, so the guarantee stays the
+completed, in submission order (`written()` merges them into the offsets to commit), and only
+those may be committed, so the guarantee stays the
 Runner's: nothing is committed before it is durable. A failed write raises from `finished()` (or
 `drain()`) on the consumer's thread, nothing after it is handed back, and no later write runs.
 
@@ -58,6 +59,12 @@ class OrderedWriter(Generic[Token]):
             out.append(token)
         return out
 
+    def wait(self) -> None:
+        """Block until every queued write is done (their tokens stay queued for `finished()`);
+        raises a failed write's error."""
+        for future, _ in list(self._queue):
+            future.result()
+
     def drain(self) -> list[Token]:
         """Wait for every queued write; their tokens, oldest first (raises a write's error)."""
         out: list[Token] = []
@@ -66,6 +73,15 @@ class OrderedWriter(Generic[Token]):
             future.result()
             out.append(token)
         return out
+
+    def written(self) -> dict:
+        """What may be committed now: the tokens of the writes finished since the last call, which
+        must be mappings (partition -> next offset), merged oldest to newest. Raises a failed
+        write's error, and then hands nothing back."""
+        merged: dict = {}
+        for token in self.finished():
+            merged.update(token)
+        return merged
 
     def ready(self) -> bool:
         """True when the oldest queued write is done (`finished()` has a token to hand back)."""

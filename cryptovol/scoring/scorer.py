@@ -179,7 +179,6 @@ class StreamingScorer:
         self._sends: BurstSender | None = None  # every send since the last good flush (ledger)
         self._writer: OrderedWriter[dict] | None = None  # the lake writes of one run()
         self._next_offsets: dict[Any, int] = {}  # TopicPartition -> offset after the last record taken
-        self._written_offsets: dict[Any, Any] = {}  # TopicPartition -> OffsetAndMetadata, rows written
 
     def stop(self) -> None:
         self._stop.set()
@@ -333,7 +332,7 @@ class StreamingScorer:
         offsets = {tp: OffsetAndMetadata(nxt, "", -1) for tp, nxt in self._next_offsets.items()}
         self._writer.submit(lambda: self._write(rows), offsets)
         if final:
-            self._collect_written(wait=True)
+            self._writer.wait()
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         """On the writer thread: one Delta transaction for a flush's predictions."""
@@ -344,17 +343,10 @@ class StreamingScorer:
         self.stats.parquet_rows += len(frame)
         self.stats.parquet_files += len(files)
 
-    def _collect_written(self, *, wait: bool) -> None:
-        """Offsets of the finished writes become committable (raises a failed write's error)."""
-        for offsets in self._writer.drain() if wait else self._writer.finished():
-            self._written_offsets.update(offsets)
-
     def _commit(self, consumer: Any, *, commit_sync: bool = True) -> None:
         """Commit the offsets whose predictions are written, nothing further."""
-        self._collect_written(wait=False)
         assigned = consumer.assignment()
-        offsets = {tp: om for tp, om in self._written_offsets.items() if tp in assigned}
-        self._written_offsets = {}
+        offsets = {tp: om for tp, om in self._writer.written().items() if tp in assigned}
         if offsets:
             if commit_sync:
                 consumer.commit(offsets)

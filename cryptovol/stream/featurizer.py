@@ -324,7 +324,6 @@ class StreamFeaturizer:
         self._lock = threading.RLock()
         self._sends: BurstSender | None = None  # every send since the last good flush (ledger)
         self._writer: OrderedWriter[dict] | None = None  # the lake writes of one run()
-        self._written_offsets: dict[TopicPartition, OffsetAndMetadata] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     def install_signal_handlers(self) -> StopSignal:
@@ -464,7 +463,7 @@ class StreamFeaturizer:
         batches, self._pending, self._pending_rows = self._pending, [], 0
         self._writer.submit(lambda: self._write(batches), self._committable_offsets())
         if final:
-            self._collect_written(wait=True)
+            self._writer.wait()
 
     def _write(self, batches: list[FeatureBatch]) -> None:
         """On the writer thread: one Delta transaction for a flush's rows."""
@@ -476,11 +475,6 @@ class StreamFeaturizer:
         self.stats.parquet_rows += sum(p.rows for p in parts)
         self.stats.flushes += 1
 
-    def _collect_written(self, *, wait: bool) -> None:
-        """Offsets of the writes that finished become committable (raises a failed write's error)."""
-        for offsets in self._writer.drain() if wait else self._writer.finished():
-            self._written_offsets.update(offsets)
-
     def _committable_offsets(self) -> dict[TopicPartition, OffsetAndMetadata]:
         """Next offsets per assigned partition, never past a tick still in a reorder buffer."""
         bounds = self.engine.commit_bounds()
@@ -491,9 +485,8 @@ class StreamFeaturizer:
         }
 
     def _commit(self, *, sync: bool) -> None:
-        """Commit the offsets whose rows are written (`_collect_written`), nothing further."""
-        self._collect_written(wait=False)
-        offsets, self._written_offsets = self._written_offsets, {}
+        """Commit the offsets whose rows are written (`OrderedWriter.written`), nothing further."""
+        offsets = self._writer.written()
         if not offsets:
             return
         try:

@@ -75,3 +75,21 @@ def test_submit_blocks_while_max_pending_writes_wait_behind_the_running_one():
     finally:
         gate.set()
         writer.close()
+
+
+def test_written_merges_the_offsets_of_finished_writes_newest_last_and_only_those():
+    gate = threading.Event()
+    writer: OrderedWriter[dict] = OrderedWriter("test", max_pending=4)
+    try:
+        writer.submit(lambda: None, {0: 10, 1: 5})
+        writer.submit(lambda: None, {0: 20})
+        writer.wait()
+        writer.submit(lambda: gate.wait(10), {0: 30, 1: 9})  # still running: not committable yet
+        assert writer.written() == {0: 20, 1: 5}
+        assert writer.written() == {}  # handed back once
+        gate.set()
+        writer.wait()
+        assert writer.written() == {0: 30, 1: 9}
+    finally:
+        gate.set()
+        writer.close()
